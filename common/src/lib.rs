@@ -1,0 +1,11 @@
+//! Shared pieces of the observatory hub used by every binary.
+
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod pki;
+pub mod shutdown;
+pub mod site;
+pub mod tls;
+
+pub use error::{Error, Result};
