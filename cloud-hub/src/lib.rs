@@ -2,3 +2,6 @@
 //! manufacturing records and serves fleet-wide mirror health.
 
 pub mod cli;
+pub mod ingest;
+pub mod store;
+pub mod time;

@@ -1,0 +1,246 @@
+//! One test body that every [`TelemetryStore`] must pass, run against the
+//! embedded store in unit tests and against Cassandra in `tests/`.
+//! Panics with a message naming the failed expectation.
+
+use obs_proto::v1::{Sample, TelemetryBatch, sample};
+
+use super::{DeadLetter, SeriesQuery, TelemetryStore};
+use crate::ingest::{Aggregate, Decision, Resolution, SiteState};
+
+const S: i64 = 1_000_000_000;
+/// 2026-01-01T00:00:00Z
+const T0: i64 = 1_767_225_600 * S;
+
+fn sample(device: &str, attribute: &str, ts_ns: i64, value: f64) -> Sample {
+    Sample {
+        device: device.into(),
+        attribute: attribute.into(),
+        ts_unix_ns: ts_ns,
+        value: Some(sample::Value::DoubleValue(value)),
+        unit: "u".into(),
+        quality: 1,
+    }
+}
+
+/// Batch `seq` of `site`: 90 seconds of 1 Hz data of a dome, a weather
+/// station and two segments, starting 90 s after the previous batch.
+pub fn batch(site: &str, seq: u64) -> TelemetryBatch {
+    let start = T0 + (seq as i64 - 1) * 90 * S;
+    let samples = (0..90)
+        .flat_map(|i| {
+            let t = start + i * S;
+            let x = (seq * 90 + i as u64) as f64;
+            [
+                sample("dome/shutter/1", "percentage_open", t, 100.0),
+                sample(
+                    "weather/station/1",
+                    "dust_concentration",
+                    t,
+                    25.0 + (x % 7.0),
+                ),
+                sample(
+                    "weather/station/1",
+                    "relative_humidity",
+                    t,
+                    70.0 + (x % 20.0),
+                ),
+                sample("weather/station/1", "dew_point", t, 3.0),
+                sample("m1/segment/01", "glass_temperature", t, 4.0 + (x % 3.0)),
+                sample("m1/segment/02", "glass_temperature", t, 9.0),
+            ]
+        })
+        .collect();
+    TelemetryBatch {
+        site: site.into(),
+        node_id: "node-1".into(),
+        seq,
+        samples,
+        gaps: vec![],
+        created_unix_ns: start,
+        acked_seq: seq - 1,
+    }
+}
+
+async fn apply<S: TelemetryStore>(store: &S, state: &mut SiteState, batch: &TelemetryBatch) {
+    assert_eq!(state.decide(batch), Decision::Accept, "seq {}", batch.seq);
+    let mut next = state.clone();
+    let writes = next.accept(batch);
+    store
+        .write_batch(batch, &writes, &next)
+        .await
+        .expect("write batch");
+    *state = next;
+}
+
+fn query(site: &str, device: &str, attribute: &str) -> SeriesQuery {
+    SeriesQuery {
+        site: site.into(),
+        device: device.into(),
+        attribute: attribute.into(),
+        from_ns: T0 - 3600 * S,
+        to_ns: T0 + 10 * 86_400 * S,
+        limit: 100_000,
+    }
+}
+
+/// Everything a store must do for the telemetry path. `site` must be unused.
+pub async fn telemetry_store_suite<S: TelemetryStore>(store: &S, site: &str) {
+    assert!(store.load_site_state(site).await.expect("load").is_none());
+
+    // Ten batches in order, with batch 4 written twice as after a crash
+    // between its rows and its state (the state of batch 3 is what was kept).
+    let mut state = SiteState::default();
+    for seq in 1..=3 {
+        apply(store, &mut state, &batch(site, seq)).await;
+    }
+    let before_crash = state.clone();
+    apply(store, &mut state, &batch(site, 4)).await;
+    let mut replayed = before_crash;
+    apply(store, &mut replayed, &batch(site, 4)).await;
+    assert_eq!(replayed, state, "replaying batch 4 gives the same state");
+    for seq in 5..=10 {
+        apply(store, &mut state, &batch(site, seq)).await;
+    }
+
+    // Raw samples: exactly the distinct samples sent.
+    let rh = query(site, "weather/station/1", "relative_humidity");
+    let raw = store.query_samples(&rh).await.expect("query samples");
+    assert_eq!(
+        raw.len(),
+        900,
+        "10 batches x 90 samples, the replay added none"
+    );
+    assert!(
+        raw.windows(2).all(|w| w[0].ts_unix_ns < w[1].ts_unix_ns),
+        "ordered, distinct"
+    );
+    let sent: Vec<Sample> = (1..=10)
+        .flat_map(|seq| batch(site, seq).samples)
+        .filter(|s| s.attribute == "relative_humidity")
+        .collect();
+    assert_eq!(raw, sent, "samples read back as sent");
+
+    // Rollups equal a recomputation from the raw samples.
+    for resolution in [Resolution::Minute, Resolution::Hour] {
+        let stored = store
+            .query_rollups(&rh, resolution)
+            .await
+            .expect("query rollups");
+        let mut expected: std::collections::BTreeMap<i64, Aggregate> = Default::default();
+        for s in &raw {
+            let Some(sample::Value::DoubleValue(v)) = s.value else {
+                continue;
+            };
+            expected
+                .entry(resolution.bucket_start(s.ts_unix_ns))
+                .and_modify(|a| a.add(v))
+                .or_insert_with(|| Aggregate::of(v));
+        }
+        assert_eq!(stored.len(), expected.len(), "{resolution:?} buckets");
+        for point in stored {
+            let want = expected[&point.bucket_start];
+            let got = point.aggregate;
+            assert_eq!(
+                (got.min, got.max, got.count),
+                (want.min, want.max, want.count)
+            );
+            assert!((got.sum - want.sum).abs() < 1e-6, "{resolution:?} sum");
+        }
+    }
+
+    // Late data: a sample older than the open minute is recomputed in.
+    let late_ts = T0 + 30 * S + 500_000_000;
+    let mut late = batch(site, 11);
+    late.samples = vec![sample(
+        "weather/station/1",
+        "relative_humidity",
+        late_ts,
+        -40.0,
+    )];
+    apply(store, &mut state, &late).await;
+    let minute = store
+        .query_rollups(&rh, Resolution::Minute)
+        .await
+        .expect("rollups after late data");
+    let first = minute.first().expect("a first minute");
+    assert_eq!(
+        (
+            first.bucket_start,
+            first.aggregate.min,
+            first.aggregate.count
+        ),
+        (T0 / S, -40.0, 61)
+    );
+
+    // Latest values, exposure and the stored state.
+    let latest = store.latest(site).await.expect("latest");
+    let glass = latest
+        .iter()
+        .find(|s| s.device == "m1/segment/02" && s.attribute == "glass_temperature")
+        .expect("latest glass temperature of segment 2");
+    assert_eq!(glass.ts_unix_ns, T0 + (10 * 90 - 1) * S);
+    let at_end = store
+        .exposure_at(site, 1, T0 / S + 86_400)
+        .await
+        .expect("exposure")
+        .expect("exposure of position 1");
+    let expected = state.exposure_totals()[&1];
+    assert_eq!(at_end, expected, "stored exposure is the running total");
+    assert!(
+        (at_end.open_dome_hours - 899.0 / 3600.0).abs() < 1e-9,
+        "{at_end:?}"
+    );
+    assert!(at_end.dust_dose_ug_m3_h > 25.0 * 899.0 / 3600.0);
+    assert_eq!(at_end.calima_events, 1);
+    assert!(at_end.dew_risk_hours > 0.0);
+    let p2 = store
+        .exposure_at(site, 2, T0 / S + 86_400)
+        .await
+        .expect("exposure")
+        .expect("p2");
+    assert_eq!(
+        p2.dew_risk_hours, 0.0,
+        "segment 2 stays 6 °C above the dew point"
+    );
+    assert!(
+        store
+            .exposure_at(site, 1, T0 / S - 3600)
+            .await
+            .expect("exposure")
+            .is_none()
+    );
+
+    let loaded = store
+        .load_site_state(site)
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(loaded, state);
+    assert_eq!(loaded.counters.samples_stored, 10 * 540 + 1);
+    assert!(
+        store
+            .sites_with_state()
+            .await
+            .expect("sites")
+            .contains(&site.to_string())
+    );
+
+    // Dead letters are kept and counted per site.
+    let letter = DeadLetter {
+        site: Some(site.into()),
+        topic: format!("/tenants/{site}/obs/v1/up/telemetry"),
+        at_unix_ns: T0,
+        reason: "undecodable".into(),
+        payload: vec![1, 2, 3],
+    };
+    store
+        .record_dead_letter(&letter)
+        .await
+        .expect("dead letter");
+    store
+        .record_dead_letter(&letter)
+        .await
+        .expect("dead letter");
+    let counts = store.dead_letter_counts().await.expect("counts");
+    assert!(counts.contains(&(Some(site.to_string()), 2)), "{counts:?}");
+}

@@ -1,0 +1,78 @@
+//! The embedded store's schema: the logical tables of the Cassandra keyspace,
+//! applied as numbered migrations tracked by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: telemetry
+    "
+    CREATE TABLE samples (
+        site TEXT NOT NULL, device TEXT NOT NULL, attribute TEXT NOT NULL, ts INTEGER NOT NULL,
+        value_double REAL, value_int INTEGER, value_bool INTEGER, value_text TEXT,
+        unit TEXT NOT NULL, quality INTEGER NOT NULL,
+        PRIMARY KEY (site, device, attribute, ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_1m (
+        site TEXT NOT NULL, device TEXT NOT NULL, attribute TEXT NOT NULL, bucket INTEGER NOT NULL,
+        min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (site, device, attribute, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_1h (
+        site TEXT NOT NULL, device TEXT NOT NULL, attribute TEXT NOT NULL, bucket INTEGER NOT NULL,
+        min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (site, device, attribute, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE latest (
+        site TEXT NOT NULL, device TEXT NOT NULL, attribute TEXT NOT NULL, ts INTEGER NOT NULL,
+        value_double REAL, value_int INTEGER, value_bool INTEGER, value_text TEXT,
+        unit TEXT NOT NULL, quality INTEGER NOT NULL,
+        PRIMARY KEY (site, device, attribute)
+    ) WITHOUT ROWID;
+    CREATE TABLE exposure (
+        site TEXT NOT NULL, position INTEGER NOT NULL, hour INTEGER NOT NULL,
+        open_dome_hours REAL NOT NULL, dust_dose_ug_m3_h REAL NOT NULL,
+        calima_events INTEGER NOT NULL, humid_hours REAL NOT NULL,
+        dew_risk_hours REAL NOT NULL, days_with_data INTEGER NOT NULL,
+        PRIMARY KEY (site, position, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE ingest_progress (
+        site TEXT PRIMARY KEY NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        site TEXT, topic TEXT NOT NULL, at INTEGER NOT NULL,
+        reason TEXT NOT NULL, payload BLOB NOT NULL
+    );
+    CREATE INDEX dead_letters_by_site ON dead_letters (site);
+    ",
+];
+
+/// The schema version this build writes.
+pub const VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database to [`VERSION`]; refuses a database from a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map_err(|e| format!("reading the schema version: {e}"))?
+        .try_into()
+        .map_err(|_| "negative schema version".to_string())?;
+    if current > VERSION {
+        return Err(format!(
+            "schema version {current} is newer than this build's {VERSION}; upgrade the hub"
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn
+            .transaction()
+            .map_err(|e| format!("starting migration {}: {e}", index + 1))?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", (index + 1) as i64))
+            .and_then(|()| tx.commit())
+            .map_err(|e| format!("migration {}: {e}", index + 1))?;
+    }
+    Ok(())
+}
