@@ -3,3 +3,5 @@
 //! acknowledges it.
 
 pub mod cli;
+pub mod devices;
+pub mod sim;
