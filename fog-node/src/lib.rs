@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod devices;
 pub mod sim;
+pub mod spool;
