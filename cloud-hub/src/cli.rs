@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::access::MintedToken;
+use crate::config::{ENV_PREFIX, HubConfig};
+use crate::server;
 
 /// The observatory hub.
 #[derive(Debug, Parser)]
@@ -63,14 +68,61 @@ pub enum AdminCommand {
     },
 }
 
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
+    Ok(obs_common::config::load::<HubConfig>(ENV_PREFIX, path)?)
+}
+
+impl From<Role> for crate::access::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => crate::access::Role::Admin,
+            Role::Optics => crate::access::Role::Optics,
+            Role::Viewer => crate::access::Role::Viewer,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (name, issue) = match cli.command {
-        Command::Serve { .. } => ("serve", 4),
-        Command::Demo { .. } => ("demo", 8),
-        Command::Admin { .. } => ("admin token", 5),
-        Command::PrintDefaultConfig => ("print-default-config", 4),
-        Command::PrintCaHash { .. } => ("print-ca-hash", 5),
-    };
-    anyhow::bail!("`cloud-hub {name}` is not implemented yet (issue #{issue})")
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load_config(config.as_deref())?;
+            server::run(config, obs_common::shutdown::on_signal()).await
+        }
+        Command::Demo { .. } => {
+            anyhow::bail!("`cloud-hub demo` is not implemented yet (issue #8)")
+        }
+        Command::Admin {
+            command: AdminCommand::Token { role, name, config },
+        } => {
+            let config = load_config(config.as_deref())?;
+            server::prepare_data_dir(&config.data_dir)?;
+            let stores = server::open_stores(&config).await?;
+            let minted = MintedToken::mint(&name, role.into());
+            stores.access.insert_api_token(&minted.record).await?;
+            eprintln!(
+                "minted {} token {:?}; it is shown only once:",
+                minted.record.role.as_str(),
+                name
+            );
+            println!("{}", minted.token);
+            Ok(())
+        }
+        Command::PrintDefaultConfig => {
+            print!("{}", obs_common::config::render_default::<HubConfig>()?);
+            Ok(())
+        }
+        Command::PrintCaHash { config } => {
+            let config = load_config(config.as_deref())?;
+            let path = crate::pki::PkiPaths::in_data_dir(&config.data_dir).ca_cert;
+            let pem = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (the CA is created when the hub first starts)",
+                    path.display()
+                )
+            })?;
+            println!("{}", obs_common::pki::ca_hash(&pem)?);
+            Ok(())
+        }
+    }
 }

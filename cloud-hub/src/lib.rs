@@ -1,7 +1,15 @@
 //! The cloud-hub: collects every site's telemetry, keeps the mirror segments'
 //! manufacturing records and serves fleet-wide mirror health.
 
+pub mod access;
+pub mod api;
+pub mod bridge;
 pub mod cli;
+pub mod config;
 pub mod ingest;
+pub mod ingress;
+pub mod live;
+pub mod pki;
+pub mod server;
 pub mod store;
 pub mod time;

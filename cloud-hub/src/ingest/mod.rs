@@ -85,6 +85,11 @@ impl SiteState {
         self.nodes.get(node_id).map(SeqTracker::upto)
     }
 
+    /// The highest settled seq over the site's nodes.
+    pub fn highest_settled(&self) -> u64 {
+        self.nodes.values().map(SeqTracker::upto).max().unwrap_or(0)
+    }
+
     /// Applies an accepted batch: settles its seq (and the seqs its gap
     /// records report lost), counts it, and returns the rows it adds.
     pub fn accept(&mut self, batch: &TelemetryBatch) -> BatchWrites {

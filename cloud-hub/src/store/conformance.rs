@@ -244,3 +244,48 @@ pub async fn telemetry_store_suite<S: TelemetryStore>(store: &S, site: &str) {
     let counts = store.dead_letter_counts().await.expect("counts");
     assert!(counts.contains(&(Some(site.to_string()), 2)), "{counts:?}");
 }
+
+/// Everything a store must do for API tokens and the audit log.
+pub async fn access_store_suite<S: crate::access::AccessStore>(store: &S) {
+    use crate::access::{AuditEntry, MintedToken, Role};
+    let minted = MintedToken::mint("optics-centre", Role::Optics);
+    store
+        .insert_api_token(&minted.record)
+        .await
+        .expect("insert token");
+    let found = store
+        .find_api_token(&minted.record.id)
+        .await
+        .expect("find token")
+        .expect("the token");
+    assert_eq!(found, minted.record);
+    assert!(
+        store
+            .find_api_token("nosuch")
+            .await
+            .expect("find")
+            .is_none()
+    );
+    for subject in ["CSOA-M1-T2-0007", "CSOA-M1-T2-0008"] {
+        let entry = AuditEntry {
+            at_unix_ns: crate::time::now_unix_ns(),
+            token_id: minted.record.id.clone(),
+            caller: "optics-centre".into(),
+            role: Role::Optics,
+            method: "ManufacturingService/RecordMaintenance".into(),
+            subject: subject.into(),
+        };
+        store.append_audit(&entry).await.expect("audit");
+    }
+    let log = store.audit_log(10).await.expect("audit log");
+    let subjects: Vec<_> = log
+        .iter()
+        .filter(|e| e.token_id == minted.record.id)
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["CSOA-M1-T2-0008", "CSOA-M1-T2-0007"],
+        "newest first"
+    );
+}

@@ -2,6 +2,7 @@
 //! the embedded SQLite store and the Cassandra store, chosen once at start-up
 //! from [`StoreConfig`].
 
+pub mod cassandra;
 #[doc(hidden)]
 pub mod conformance;
 pub mod sqlite;

@@ -4,6 +4,7 @@
 //! rusqlite is blocking: every call runs on the blocking thread pool, with
 //! one connection for writes and one for reads (WAL lets them overlap).
 
+mod access;
 mod schema;
 mod telemetry;
 
@@ -109,6 +110,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hub.sqlite")).unwrap();
         crate::store::conformance::telemetry_store_suite(&store, "nrt").await;
+        crate::store::conformance::access_store_suite(&store).await;
     }
 
     #[tokio::test]

@@ -48,6 +48,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dead_letters_by_site ON dead_letters (site);
     ",
+    // 2: access
+    "
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL, created_at INTEGER NOT NULL, revoked INTEGER NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY, at INTEGER NOT NULL, token_id TEXT NOT NULL, caller TEXT NOT NULL,
+        role TEXT NOT NULL, method TEXT NOT NULL, subject TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,73 @@
+//! The gRPC API (TLS on `grpc.listen`): every service, reflection and
+//! `grpc.health.v1`. Every call checks its caller's role first.
+
+mod status;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use obs_proto::v1::telemetry_service_server::TelemetryServiceServer;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use self::status::{store_status, time_from_ns, time_to_ns};
+use crate::access::Authenticator;
+use crate::live::LiveSites;
+use crate::pki::PkiPaths;
+use crate::store::TelemetryStore;
+
+/// What the services need.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub auth: Authenticator,
+    pub telemetry: Arc<dyn TelemetryStore>,
+    pub live: LiveSites,
+}
+
+/// Errors starting the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("grpc server on {listen}: {reason}")]
+    Serve { listen: SocketAddr, reason: String },
+}
+
+/// Serves the API on `listen` until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    pki: &PkiPaths,
+    context: ApiContext,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let fail = |reason: String| ApiError::Serve { listen, reason };
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))
+    };
+    let identity = Identity::from_pem(read(&pki.server_cert)?, read(&pki.server_key)?);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<TelemetryServiceServer<telemetry::TelemetryApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(obs_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| fail(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(%listen, "grpc api listening (tls)");
+    Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(identity))
+        .map_err(|e| fail(e.to_string()))?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(TelemetryServiceServer::new(telemetry::TelemetryApi::new(
+            context,
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))
+}

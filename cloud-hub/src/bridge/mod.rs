@@ -1,0 +1,190 @@
+//! From an MQTT message to a durable batch and an `Ack`.
+//!
+//! The bridge decodes what a fog-node published, checks it (the site of the
+//! topic — which the broker has already tied to the client's certificate —
+//! must be the site the batch names; sizes and sample shapes must be sane),
+//! keeps what it refuses as a dead letter with the reason, and makes accepted
+//! batches durable: straight into the store in the embedded mode
+//! ([`direct`]). Only then does it publish the cumulative `Ack` the fog-node
+//! trims its spool by.
+
+pub mod direct;
+
+use bytes::Bytes;
+use obs_common::site::{SiteTopics, site_of_topic};
+use obs_proto::v1::{Ack, NodeStatus, RejectedBatch, TelemetryBatch};
+use prost::Message;
+
+use crate::ingest::{BatchLimits, Rejection, check_batch};
+use crate::ingress::{Inbound, Outbound};
+use crate::store::DeadLetter;
+
+/// What an inbound message turned out to be.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A batch that passed the checks, from `site`.
+    Batch { site: String, batch: TelemetryBatch },
+    /// A batch that decoded but will never be stored.
+    Rejected {
+        site: String,
+        batch: TelemetryBatch,
+        rejection: Rejection,
+    },
+    /// A node status report.
+    Status { site: String, status: NodeStatus },
+    /// Nothing usable: dead-letter it.
+    Unusable(DeadLetter),
+}
+
+/// Classifies one message; never panics on any input.
+pub fn parse(message: &Inbound, limits: &BatchLimits) -> Parsed {
+    let unusable = |site: Option<&str>, reason: String| {
+        Parsed::Unusable(DeadLetter {
+            site: site.map(str::to_owned),
+            topic: message.topic.clone(),
+            at_unix_ns: crate::time::now_unix_ns(),
+            reason,
+            payload: message.payload.to_vec(),
+        })
+    };
+    let Some(site) = site_of_topic(&message.topic) else {
+        return unusable(
+            None,
+            format!("topic {:?} is not a site topic", message.topic),
+        );
+    };
+    let topics = SiteTopics::for_site(site);
+    if message.topic == topics.status {
+        return match NodeStatus::decode(message.payload.as_ref()) {
+            Ok(status) => Parsed::Status {
+                site: site.to_owned(),
+                status,
+            },
+            Err(error) => unusable(Some(site), format!("undecodable node status: {error}")),
+        };
+    }
+    if message.topic != topics.telemetry {
+        return unusable(Some(site), format!("unexpected topic {:?}", message.topic));
+    }
+    if message.payload.len() > limits.max_batch_bytes {
+        return unusable(
+            Some(site),
+            format!(
+                "batch of {} bytes exceeds the limit of {} bytes",
+                message.payload.len(),
+                limits.max_batch_bytes
+            ),
+        );
+    }
+    let batch = match TelemetryBatch::decode(message.payload.as_ref()) {
+        Ok(batch) => batch,
+        Err(error) => return unusable(Some(site), format!("undecodable telemetry batch: {error}")),
+    };
+    match check_batch(site, &batch, limits) {
+        Ok(()) => Parsed::Batch {
+            site: site.to_owned(),
+            batch,
+        },
+        Err(rejection) => Parsed::Rejected {
+            site: site.to_owned(),
+            batch,
+            rejection,
+        },
+    }
+}
+
+/// Publishes an `Ack` to a site's `down/ack` topic.
+pub fn publish_ack(
+    outbound: &dyn Outbound,
+    site: &str,
+    node_id: &str,
+    up_to_seq: u64,
+    rejected: Vec<RejectedBatch>,
+) {
+    let ack = Ack {
+        node_id: node_id.to_owned(),
+        up_to_seq,
+        rejected,
+    };
+    let topic = SiteTopics::for_site(site).ack;
+    if let Err(error) = outbound.publish(topic, Bytes::from(ack.encode_to_vec())) {
+        tracing::warn!(%error, site, node_id, up_to_seq, "failed to publish ack");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(topic: &str, payload: Vec<u8>) -> Inbound {
+        Inbound {
+            topic: topic.into(),
+            payload: payload.into(),
+        }
+    }
+
+    #[test]
+    fn garbage_becomes_a_dead_letter_naming_the_site_and_reason() {
+        let limits = BatchLimits::default();
+        let Parsed::Unusable(letter) = parse(
+            &inbound("/tenants/nrt/obs/v1/up/telemetry", vec![0xff, 0xff, 0xff]),
+            &limits,
+        ) else {
+            panic!("expected a dead letter")
+        };
+        assert_eq!(letter.site.as_deref(), Some("nrt"));
+        assert!(
+            letter.reason.starts_with("undecodable telemetry batch"),
+            "{}",
+            letter.reason
+        );
+
+        let Parsed::Unusable(letter) = parse(&inbound("elsewhere/x", vec![]), &limits) else {
+            panic!("expected a dead letter")
+        };
+        assert_eq!(letter.site, None);
+    }
+
+    #[test]
+    fn a_batch_naming_another_site_is_rejected_with_its_seq() {
+        let batch = TelemetryBatch {
+            site: "lsst".into(),
+            node_id: "n".into(),
+            seq: 9,
+            ..Default::default()
+        };
+        let parsed = parse(
+            &inbound("/tenants/nrt/obs/v1/up/telemetry", batch.encode_to_vec()),
+            &BatchLimits::default(),
+        );
+        let Parsed::Rejected {
+            site,
+            batch,
+            rejection,
+        } = parsed
+        else {
+            panic!("expected a rejection")
+        };
+        assert_eq!((site.as_str(), batch.seq), ("nrt", 9));
+        assert_eq!(rejection.code, obs_proto::v1::RejectCode::WrongSite);
+    }
+
+    #[test]
+    fn oversized_payloads_are_refused_before_decoding() {
+        let limits = BatchLimits {
+            max_batch_bytes: 1024,
+            ..Default::default()
+        };
+        let Parsed::Unusable(letter) = parse(
+            &inbound("/tenants/nrt/obs/v1/up/telemetry", vec![0; 2000]),
+            &limits,
+        ) else {
+            panic!("expected a dead letter")
+        };
+        assert!(
+            letter.reason.contains("2000 bytes exceeds"),
+            "{}",
+            letter.reason
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The hub's configuration: defaults, then the TOML file, then environment
+//! variables `OBS_HUB__SECTION__KEY` (see `obs_common::config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use obs_common::config::Validate;
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::BatchLimits;
+use crate::store::StoreConfig;
+
+/// Prefix of the hub's environment variables.
+pub const ENV_PREFIX: &str = "OBS_HUB";
+
+/// Everything `cloud-hub serve` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Where the CA, certificates and the embedded store live.
+    pub data_dir: PathBuf,
+    /// Host name or address fog-nodes use to reach this hub; it is put in
+    /// the server certificate and handed out at enrolment.
+    pub public_host: String,
+    pub grpc: GrpcConfig,
+    pub mqtt: MqttConfig,
+    pub store: StoreConfig,
+    pub limits: BatchLimits,
+    pub pki: PkiConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            data_dir: PathBuf::from("hub-data"),
+            public_host: "localhost".into(),
+            grpc: GrpcConfig::default(),
+            mqtt: MqttConfig::default(),
+            store: StoreConfig::default(),
+            limits: BatchLimits::default(),
+            pki: PkiConfig::default(),
+        }
+    }
+}
+
+/// The gRPC API (TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+        }
+    }
+}
+
+/// Where fog-nodes publish: the embedded broker or an external one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MqttConfig {
+    /// rumqttd inside the hub: TLS with client certificates signed by the
+    /// hub CA, tenant isolation by the certificate's O field.
+    Embedded {
+        #[serde(default = "default_mqtt_listen")]
+        listen: SocketAddr,
+    },
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8883))
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig::Embedded {
+            listen: default_mqtt_listen(),
+        }
+    }
+}
+
+/// The hub CA and the certificates it issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PkiConfig {
+    /// Hours a fog-node certificate is valid.
+    pub node_certificate_hours: u32,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        PkiConfig {
+            node_certificate_hours: 24,
+        }
+    }
+}
+
+impl Validate for HubConfig {
+    fn validate(&self) -> obs_common::Result<()> {
+        let invalid = |field: &str, reason: &str| {
+            Err(obs_common::Error::ConfigValue {
+                field: field.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.public_host.is_empty() {
+            return invalid("public_host", "must name this hub's host");
+        }
+        if self.pki.node_certificate_hours == 0 || self.pki.node_certificate_hours > 24 * 366 {
+            return invalid("pki.node_certificate_hours", "must be between 1 and 8784");
+        }
+        if self.limits.max_batch_bytes < 1024 {
+            return invalid("limits.max_batch_bytes", "must be at least 1024");
+        }
+        if let StoreConfig::Cassandra { nodes, .. } = &self.store
+            && nodes.is_empty()
+        {
+            return invalid("store.nodes", "needs at least one contact point");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_render_and_load_back() {
+        let text = obs_common::config::render_default::<HubConfig>().unwrap();
+        let parsed: HubConfig = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, HubConfig::default());
+        assert!(
+            text.contains("[mqtt]") && text.contains("kind = \"embedded\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let unknown = toml::from_str::<HubConfig>("[grpc]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+        assert!(unknown.unwrap_err().to_string().contains("port"));
+        let config = HubConfig {
+            public_host: String::new(),
+            ..Default::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("public_host"), "{error}");
+    }
+}

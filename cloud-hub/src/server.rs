@@ -1,0 +1,124 @@
+//! `cloud-hub serve`: wires the configured parts together and runs them
+//! until shutdown.
+//!
+//! Tasks and channels (embedded mode):
+//! ```text
+//! rumqttd thread ──link──► read_link task ──mpsc<Inbound>──► DirectIngest ──► store
+//!                                                                 │
+//!                           fog-node ◄── down/ack ◄── link publish ┘
+//! gRPC server (tonic) ──► store (queries), LiveSites (node status)
+//! ```
+//! Shutdown: the token stops the gRPC server and the ingest loop; a batch
+//! being written is finished first, so nothing acknowledged is lost.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::AccessStore;
+use crate::api::{self, ApiContext};
+use crate::bridge::direct::DirectIngest;
+use crate::config::{HubConfig, MqttConfig};
+use crate::ingress::embedded;
+use crate::live::LiveSites;
+use crate::pki::HubPki;
+use crate::store::cassandra::CassandraStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{StoreConfig, TelemetryStore};
+
+/// Depth of the channel between the broker and the ingest task: the broker
+/// waits (and fog-nodes wait for acks) when the store is slower than this.
+const INBOUND_QUEUE: usize = 1024;
+
+/// The stores the hub runs on, behind their traits.
+pub struct Stores {
+    pub telemetry: Arc<dyn TelemetryStore>,
+    pub access: Arc<dyn AccessStore>,
+}
+
+/// Opens the configured store.
+pub async fn open_stores(config: &HubConfig) -> anyhow::Result<Stores> {
+    match &config.store {
+        StoreConfig::Sqlite { file } => {
+            let path = config.data_dir.join(file);
+            let store = Arc::new(SqliteStore::open(&path)?);
+            Ok(Stores {
+                telemetry: store.clone(),
+                access: store,
+            })
+        }
+        StoreConfig::Cassandra {
+            nodes,
+            keyspace,
+            replication_factor,
+            sample_ttl_days,
+        } => {
+            let store = Arc::new(
+                CassandraStore::connect(nodes, keyspace, *replication_factor, *sample_ttl_days)
+                    .await?,
+            );
+            Ok(Stores {
+                telemetry: store.clone(),
+                access: store,
+            })
+        }
+    }
+}
+
+/// Creates the data directory.
+pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))
+}
+
+/// Server names for the hub's TLS certificate.
+pub fn server_names(config: &HubConfig) -> Vec<String> {
+    let mut names = vec![
+        config.public_host.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
+    names.dedup();
+    names
+}
+
+/// Runs the hub until `shutdown` is cancelled.
+pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    prepare_data_dir(&config.data_dir)?;
+    let pki = HubPki::load_or_create(&config.data_dir, &server_names(&config))?;
+    tracing::info!(ca_hash = pki.ca_hash(), data_dir = %config.data_dir.display(), "hub starting");
+    let stores = open_stores(&config).await?;
+    let live = LiveSites::default();
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let outbound = match &config.mqtt {
+        MqttConfig::Embedded { listen } => {
+            embedded::start(*listen, &pki.paths, inbound_tx, shutdown.clone())?
+        }
+    };
+    let ingest = DirectIngest::new(
+        stores.telemetry.clone(),
+        outbound,
+        config.limits,
+        live.clone(),
+    );
+    let ingest_task = tokio::spawn(ingest.run(inbound_rx, shutdown.clone()));
+
+    let context = ApiContext {
+        auth: crate::access::Authenticator::new(stores.access.clone()),
+        telemetry: stores.telemetry.clone(),
+        live,
+    };
+    let api_result = api::serve(config.grpc.listen, &pki.paths, context, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Err(error) = ingest_task.await {
+        tracing::error!(%error, "ingest task failed");
+    }
+    api_result?;
+    tracing::info!("hub stopped");
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! A real `cloud-hub serve` child process and a minimal fog-node speaking the
+//! wire contract over mTLS, for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use obs_common::pki::{CertificateAuthority, NodeKey};
+use obs_common::site::SiteTopics;
+use obs_proto::v1::telemetry_service_client::TelemetryServiceClient;
+use obs_proto::v1::{Ack, Sample, TelemetryBatch, sample};
+use prost::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A hub child process with its own data directory and ports.
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub grpc_port: u16,
+    pub mqtt_port: u16,
+    child: Option<Child>,
+}
+
+impl Hub {
+    /// Writes a config (the embedded mode plus `extra` TOML) and starts the hub.
+    pub fn start(extra: &str) -> Hub {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grpc_port = free_port();
+        let mqtt_port = free_port();
+        let config = dir.path().join("hub.toml");
+        let text = format!(
+            "data_dir = {data:?}\npublic_host = \"127.0.0.1\"\n{extra}\n\
+             [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n\
+             [mqtt]\nkind = \"embedded\"\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
+            data = dir.path().join("data"),
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut hub = Hub {
+            dir,
+            config,
+            grpc_port,
+            mqtt_port,
+            child: None,
+        };
+        hub.spawn();
+        hub
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("hub.log")
+    }
+
+    /// Starts (or restarts) the process and waits until gRPC answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("hub log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cloud-hub"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cloud-hub");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.grpc_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "hub did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The hub's log so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(self.log_path()).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The hub CA (the test plays the enrolment step by signing with it).
+    pub fn ca(&self) -> CertificateAuthority {
+        let pki = self.data_dir().join("pki");
+        let cert = std::fs::read_to_string(pki.join("ca.pem")).expect("ca.pem");
+        let key = std::fs::read_to_string(pki.join("ca.key")).expect("ca.key");
+        CertificateAuthority::from_pem(&cert, &key).expect("hub ca")
+    }
+
+    /// Mints an API token with `cloud-hub admin token`.
+    pub fn token(&self, role: &str) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_cloud-hub"))
+            .args([
+                "admin", "token", "--role", role, "--name", "e2e", "--config",
+            ])
+            .arg(&self.config)
+            .output()
+            .expect("admin token");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    }
+
+    /// A TelemetryService client over TLS trusting the hub CA.
+    pub async fn telemetry(&self) -> TelemetryServiceClient<Channel> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ca().cert_pem()))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc_port))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect grpc");
+        TelemetryServiceClient::new(channel)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Adds a bearer token to a request.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A site identity signed by `ca`: (chain PEM, key PEM).
+pub fn site_identity(ca: &CertificateAuthority, site: &str) -> (String, String) {
+    let key = NodeKey::generate().expect("key");
+    let csr = key.csr_pem("node-1").expect("csr");
+    let cert = ca
+        .sign_site_csr(&csr, site, Duration::from_secs(86_400))
+        .expect("sign");
+    (cert.cert_pem, key.key_pem())
+}
+
+/// Batch `seq` of `site`: `per_batch` distinct samples of a few series.
+pub fn batch(site: &str, seq: u64, per_batch: usize, acked: u64) -> TelemetryBatch {
+    let base = 1_767_225_600_000_000_000i64 + (seq as i64) * per_batch as i64 * 1_000_000_000;
+    TelemetryBatch {
+        site: site.into(),
+        node_id: "node-1".into(),
+        seq,
+        samples: (0..per_batch)
+            .map(|i| Sample {
+                device: format!("m1/segment/{:02}", i % 18 + 1),
+                attribute: "piston".into(),
+                ts_unix_ns: base + i as i64 * 1_000_000_000,
+                value: Some(sample::Value::DoubleValue((seq * 1000 + i as u64) as f64)),
+                unit: "nm".into(),
+                quality: 1,
+            })
+            .collect(),
+        gaps: vec![],
+        created_unix_ns: base,
+        acked_seq: acked,
+    }
+}
+
+/// A minimal fog-node: publishes batches QoS 1 and tracks the hub's acks.
+pub struct FakeNode {
+    pub client: AsyncClient,
+    pub acks: watch::Receiver<u64>,
+    pub errors: watch::Receiver<Option<String>>,
+    pub site: String,
+    topics: SiteTopics,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        // Stop reconnecting: a leftover client with the same id would take
+        // the session over from its successor.
+        self.driver.abort();
+    }
+}
+
+impl FakeNode {
+    pub async fn connect(
+        site: &str,
+        port: u16,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> FakeNode {
+        let tls = obs_common::tls::client_config(ca_pem, identity).expect("tls");
+        let mut options = MqttOptions::new(site, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+        ));
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let topics = SiteTopics::for_site(site);
+        let (ack_tx, acks) = watch::channel(0u64);
+        let (err_tx, errors) = watch::channel(None);
+        let ack_topic = topics.ack.clone();
+        let driver = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                        if let Ok(ack) = Ack::decode(p.payload.as_ref()) {
+                            ack_tx.send_modify(|v| *v = (*v).max(ack.up_to_seq));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        let _ = err_tx.send(Some(error.to_string()));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        client
+            .subscribe(&topics.ack, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        FakeNode {
+            client,
+            acks,
+            errors,
+            site: site.into(),
+            topics,
+            driver,
+        }
+    }
+
+    pub async fn publish(&self, batch: &TelemetryBatch) {
+        self.publish_raw(&self.topics.telemetry.clone(), batch.encode_to_vec())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+    }
+
+    /// Waits until the hub acknowledged `seq`.
+    pub async fn wait_ack(&mut self, seq: u64, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if *self.acks.borrow() >= seq {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, self.acks.changed())
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "no ack for seq {seq} (last ack {}, last error {:?})",
+                    *self.acks.borrow(),
+                    *self.errors.borrow()
+                ));
+            }
+        }
+    }
+
+    pub fn acked(&self) -> u64 {
+        *self.acks.borrow()
+    }
+}
