@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ingest::BatchLimits;
 use crate::store::StoreConfig;
+use crate::stream::StreamConfig;
 
 /// Prefix of the hub's environment variables.
 pub const ENV_PREFIX: &str = "OBS_HUB";
@@ -24,6 +25,7 @@ pub struct HubConfig {
     pub public_host: String,
     pub grpc: GrpcConfig,
     pub mqtt: MqttConfig,
+    pub stream: StreamConfig,
     pub store: StoreConfig,
     pub limits: BatchLimits,
     pub pki: PkiConfig,
@@ -36,6 +38,7 @@ impl Default for HubConfig {
             public_host: "localhost".into(),
             grpc: GrpcConfig::default(),
             mqtt: MqttConfig::default(),
+            stream: StreamConfig::default(),
             store: StoreConfig::default(),
             limits: BatchLimits::default(),
             pki: PkiConfig::default(),
@@ -114,6 +117,11 @@ impl Validate for HubConfig {
         }
         if self.limits.max_batch_bytes < 1024 {
             return invalid("limits.max_batch_bytes", "must be at least 1024");
+        }
+        if let StreamConfig::Kafka(kafka) = &self.stream
+            && let Err(reason) = kafka.validate()
+        {
+            return invalid("stream.topic_namespace", &reason);
         }
         if let StoreConfig::Cassandra { nodes, .. } = &self.store
             && nodes.is_empty()

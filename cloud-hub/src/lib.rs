@@ -11,5 +11,7 @@ pub mod ingress;
 pub mod live;
 pub mod pki;
 pub mod server;
+pub mod sink;
 pub mod store;
+pub mod stream;
 pub mod time;

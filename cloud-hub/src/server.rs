@@ -1,12 +1,14 @@
 //! `cloud-hub serve`: wires the configured parts together and runs them
 //! until shutdown.
 //!
-//! Tasks and channels (embedded mode):
+//! Tasks and channels:
 //! ```text
-//! rumqttd thread ──link──► read_link task ──mpsc<Inbound>──► DirectIngest ──► store
-//!                                                                 │
-//!                           fog-node ◄── down/ack ◄── link publish ┘
-//! gRPC server (tonic) ──► store (queries), LiveSites (node status)
+//! embedded:  rumqttd thread ─link─► read_link ─mpsc<Inbound>─► DirectIngest ─► store
+//!                                                                   └─► Ack (link publish)
+//! kafka:     rumqttd thread ─link─► read_link ─mpsc<Inbound>─► KafkaBridge ─► obs.telemetry.{site}
+//!                                      Ack after acks=all ◄─ delivery reports ┘
+//!            obs.telemetry.* ─► sink consumer ─mpsc per site─► site worker ─► store, offset
+//! gRPC server (tonic) ─► store (queries), LiveSites (node status)
 //! ```
 //! Shutdown: the token stops the gRPC server and the ingest loop; a batch
 //! being written is finished first, so nothing acknowledged is lost.
@@ -21,13 +23,17 @@ use tokio_util::sync::CancellationToken;
 use crate::access::AccessStore;
 use crate::api::{self, ApiContext};
 use crate::bridge::direct::DirectIngest;
+use crate::bridge::kafka::KafkaBridge;
 use crate::config::{HubConfig, MqttConfig};
 use crate::ingress::embedded;
 use crate::live::LiveSites;
 use crate::pki::HubPki;
+use crate::sink;
 use crate::store::cassandra::CassandraStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreConfig, TelemetryStore};
+use crate::stream::StreamConfig;
+use crate::stream::kafka::KafkaLog;
 
 /// Depth of the channel between the broker and the ingest task: the broker
 /// waits (and fog-nodes wait for acks) when the store is slower than this.
@@ -100,13 +106,36 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
             embedded::start(*listen, &pki.paths, inbound_tx, shutdown.clone())?
         }
     };
-    let ingest = DirectIngest::new(
-        stores.telemetry.clone(),
-        outbound,
-        config.limits,
-        live.clone(),
-    );
-    let ingest_task = tokio::spawn(ingest.run(inbound_rx, shutdown.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    match &config.stream {
+        StreamConfig::None => {
+            let ingest = DirectIngest::new(
+                stores.telemetry.clone(),
+                outbound,
+                config.limits,
+                live.clone(),
+            );
+            tasks.spawn(ingest.run(inbound_rx, shutdown.clone()));
+        }
+        StreamConfig::Kafka(kafka) => {
+            let log = Arc::new(KafkaLog::connect(kafka).await?);
+            let bridge = KafkaBridge::new(
+                log,
+                stores.telemetry.clone(),
+                outbound,
+                config.limits,
+                live.clone(),
+            );
+            tasks.spawn(bridge.run(inbound_rx, shutdown.clone()));
+            let (kafka, store, stop) = (kafka.clone(), stores.telemetry.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(error) = sink::run(kafka, store, stop.clone()).await {
+                    tracing::error!(%error, "sink failed; stopping the hub");
+                    stop.cancel();
+                }
+            });
+        }
+    }
 
     let context = ApiContext {
         auth: crate::access::Authenticator::new(stores.access.clone()),
@@ -115,8 +144,10 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
     };
     let api_result = api::serve(config.grpc.listen, &pki.paths, context, shutdown.clone()).await;
     shutdown.cancel();
-    if let Err(error) = ingest_task.await {
-        tracing::error!(%error, "ingest task failed");
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = joined {
+            tracing::error!(%error, "a hub task failed");
+        }
     }
     api_result?;
     tracing::info!("hub stopped");

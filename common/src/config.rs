@@ -8,6 +8,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,19 +26,46 @@ pub fn load<T>(env_prefix: &str, file: Option<&Path>) -> Result<T>
 where
     T: Serialize + DeserializeOwned + Default + Validate,
 {
-    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    let mut overrides = Figment::new();
     if let Some(path) = file {
         if !path.exists() {
             return Err(Error::ConfigMissing {
                 path: path.to_owned(),
             });
         }
-        figment = figment.merge(Toml::file_exact(path));
+        overrides = overrides.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(&format!("{env_prefix}__")).split("__"));
-    let config: T = figment.extract()?;
+    overrides = overrides.merge(Env::prefixed(&format!("{env_prefix}__")).split("__"));
+    let mut defaults: Value = Figment::from(Serialized::defaults(T::default())).extract()?;
+    let given: Value = overrides.extract()?;
+    drop_defaults_of_other_kinds(&mut defaults, &given);
+    let config: T = Figment::from(Serialized::defaults(defaults))
+        .merge(overrides)
+        .extract()?;
     config.validate()?;
     Ok(config)
+}
+
+/// A section chosen by `kind = "..."` (a backend) takes none of the default
+/// section's fields when it names another kind: `store.kind = "cassandra"`
+/// must not inherit the SQLite default's `file`.
+fn drop_defaults_of_other_kinds(defaults: &mut Value, given: &Value) {
+    let (Value::Dict(_, defaults), Value::Dict(_, given)) = (defaults, given) else {
+        return;
+    };
+    for (key, given) in given {
+        let Some(default) = defaults.get_mut(key) else {
+            continue;
+        };
+        let kind = |value: &Value| match value {
+            Value::Dict(_, dict) => dict.get("kind").and_then(|k| k.as_str().map(str::to_owned)),
+            _ => None,
+        };
+        match (kind(default), kind(given)) {
+            (Some(a), Some(b)) if a != b => *default = Value::from(figment::value::Dict::new()),
+            _ => drop_defaults_of_other_kinds(default, given),
+        }
+    }
 }
 
 /// The defaults of `T` as commented-free TOML, for `print-default-config`.
@@ -111,6 +139,61 @@ mod tests {
             assert!(
                 invalid.to_string().contains("port: must not be 0"),
                 "{invalid}"
+            );
+            Ok(())
+        });
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+    enum Backend {
+        Sqlite { file: String },
+        Cassandra { nodes: Vec<String> },
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct WithBackend {
+        store: Backend,
+    }
+
+    impl Default for WithBackend {
+        fn default() -> Self {
+            WithBackend {
+                store: Backend::Sqlite {
+                    file: "a.db".into(),
+                },
+            }
+        }
+    }
+
+    impl Validate for WithBackend {
+        fn validate(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn another_kind_does_not_inherit_the_default_kinds_fields() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[store]\nkind = \"cassandra\"\nnodes = [\"n:1\"]\n",
+            )?;
+            let loaded: WithBackend = load("OBS_K", Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(
+                loaded.store,
+                Backend::Cassandra {
+                    nodes: vec!["n:1".into()]
+                }
+            );
+            jail.set_env("OBS_K__STORE__KIND", "sqlite");
+            jail.set_env("OBS_K__STORE__FILE", "b.db");
+            let loaded: WithBackend = load("OBS_K", None).unwrap();
+            assert_eq!(
+                loaded.store,
+                Backend::Sqlite {
+                    file: "b.db".into()
+                }
             );
             Ok(())
         });

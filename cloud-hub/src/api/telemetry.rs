@@ -15,6 +15,8 @@ use crate::store::SeriesQuery;
 
 /// Points returned when the request does not set a limit.
 pub const DEFAULT_LIMIT: usize = 10_000;
+/// Range queried when the request sets no `from`: one day.
+pub const DEFAULT_RANGE_NS: i64 = 86_400_000_000_000;
 /// Most points one call returns.
 pub const MAX_LIMIT: usize = 100_000;
 
@@ -53,8 +55,25 @@ impl TelemetryService for TelemetryApi {
         if q.device.is_empty() || q.attribute.is_empty() {
             return Err(invalid("device/attribute", "both are required"));
         }
-        let from_ns = q.from.as_ref().map(time_to_ns).unwrap_or(0);
-        let to_ns = q.to.as_ref().map(time_to_ns).unwrap_or(i64::MAX);
+        let store = &self.context.telemetry;
+        // Without `to`, the range ends after the site's latest sample (its
+        // clock may run ahead of ours in an accelerated simulation); without
+        // `from`, it covers the day before `to`.
+        let to_ns = match &q.to {
+            Some(to) => time_to_ns(to),
+            None => store
+                .load_site_state(&q.site)
+                .await
+                .map_err(store_status)?
+                .map(|s| s.counters.last_sample_ts_ns.saturating_add(1))
+                .filter(|ts| *ts > 1)
+                .unwrap_or_else(crate::time::now_unix_ns),
+        };
+        let from_ns = q
+            .from
+            .as_ref()
+            .map(time_to_ns)
+            .unwrap_or_else(|| to_ns.saturating_sub(DEFAULT_RANGE_NS));
         if from_ns >= to_ns {
             return Err(invalid("from", "must be before `to`"));
         }

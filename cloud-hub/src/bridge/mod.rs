@@ -9,6 +9,7 @@
 //! trims its spool by.
 
 pub mod direct;
+pub mod kafka;
 
 use bytes::Bytes;
 use obs_common::site::{SiteTopics, site_of_topic};

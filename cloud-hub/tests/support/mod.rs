@@ -27,6 +27,49 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Which deployment mode a test hub runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// rumqttd + SQLite, no log.
+    Embedded,
+    /// rumqttd + Kafka + Cassandra (the services of `scripts/services.sh`).
+    KafkaCassandra,
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// A site id no earlier test run used (Kafka topics outlive test runs).
+pub fn unique_site(prefix: &str) -> String {
+    format!(
+        "{prefix}{}{}",
+        std::process::id() % 10_000,
+        nanos() % 1_000_000_000
+    )
+}
+
+/// The config lines that select `mode`'s stream and store.
+fn mode_config(mode: Mode) -> String {
+    match mode {
+        Mode::Embedded => String::new(),
+        Mode::KafkaCassandra => {
+            let kafka = std::env::var("OBS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+            let cassandra =
+                std::env::var("OBS_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".into());
+            let unique = format!("{}{}", std::process::id(), nanos() % 1_000_000_000_000);
+            let debug = std::env::var("OBS_TEST_KAFKA_DEBUG").unwrap_or_default();
+            format!(
+                "[stream]\nkind = \"kafka\"\nbootstrap = \"{kafka}\"\nsink_group = \"sink-{unique}\"\nsink_instance_id = \"hub-{unique}\"\ntopic_namespace = \"t{unique}.\"\ndebug = \"{debug}\"\n\
+                 [store]\nkind = \"cassandra\"\nnodes = [\"{cassandra}\"]\nkeyspace = \"obs_e2e_{unique}\"\n"
+            )
+        }
+    }
+}
+
 /// A hub child process with its own data directory and ports.
 pub struct Hub {
     pub dir: tempfile::TempDir,
@@ -37,6 +80,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// Starts a hub in `mode`.
+    pub fn start_in(mode: Mode) -> Hub {
+        Hub::start(&mode_config(mode))
+    }
+
     /// Writes a config (the embedded mode plus `extra` TOML) and starts the hub.
     pub fn start(extra: &str) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -44,9 +92,9 @@ impl Hub {
         let mqtt_port = free_port();
         let config = dir.path().join("hub.toml");
         let text = format!(
-            "data_dir = {data:?}\npublic_host = \"127.0.0.1\"\n{extra}\n\
+            "data_dir = {data:?}\npublic_host = \"127.0.0.1\"\n\
              [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n\
-             [mqtt]\nkind = \"embedded\"\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
+             [mqtt]\nkind = \"embedded\"\nlisten = \"127.0.0.1:{mqtt_port}\"\n{extra}",
             data = dir.path().join("data"),
         );
         std::fs::write(&config, text).expect("write config");
@@ -75,7 +123,10 @@ impl Hub {
         let child = Command::new(env!("CARGO_BIN_EXE_cloud-hub"))
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("OBS_TEST_HUB_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

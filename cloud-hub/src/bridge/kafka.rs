@@ -1,0 +1,324 @@
+//! The distributed mode's bridge: each accepted batch is produced to its
+//! site's Kafka topic, and acknowledged to the fog-node only once Kafka
+//! confirmed it with `acks=all`. Acks are cumulative over the contiguous
+//! durable sequence numbers of each node, so a batch that failed to produce
+//! holds the ack back until the node resends it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use obs_proto::v1::{RejectedBatch, TelemetryBatch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Parsed, parse, publish_ack};
+use crate::ingest::{BatchLimits, Decision, SeqTracker};
+use crate::ingress::{Inbound, Outbound};
+use crate::live::LiveSites;
+use crate::store::TelemetryStore;
+use crate::stream::kafka::KafkaLog;
+
+/// How long shutdown waits for outstanding deliveries to be acknowledged.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// One node's batches: settled (durable in Kafka, rejected or reported lost)
+/// and produced but not yet confirmed.
+#[derive(Debug, Default)]
+struct NodeProgress {
+    durable: SeqTracker,
+    in_flight: BTreeSet<u64>,
+}
+
+impl NodeProgress {
+    fn decide(&self, batch: &TelemetryBatch) -> Decision {
+        if self.durable.contains(batch.seq) || self.in_flight.contains(&batch.seq) {
+            return Decision::Duplicate;
+        }
+        let mut next = self.durable.upto() + 1;
+        while self.in_flight.contains(&next) || self.durable.contains(next) {
+            next += 1;
+        }
+        let connecting_gap = batch.samples.is_empty()
+            && batch
+                .gaps
+                .iter()
+                .any(|g| g.first_seq <= next && next <= g.last_seq.saturating_add(1));
+        if batch.seq == next || connecting_gap {
+            Decision::Accept
+        } else {
+            Decision::Ahead { expected: next }
+        }
+    }
+}
+
+/// A delivery report coming back to the bridge task.
+struct Delivered {
+    site: String,
+    /// The batch without its samples (seq, node, gaps).
+    batch: TelemetryBatch,
+    rejected: Option<RejectedBatch>,
+    ok: bool,
+}
+
+/// The distributed mode's bridge task.
+pub struct KafkaBridge {
+    log: Arc<KafkaLog>,
+    store: Arc<dyn TelemetryStore>,
+    outbound: Box<dyn Outbound>,
+    limits: BatchLimits,
+    live: LiveSites,
+    nodes: HashMap<(String, String), NodeProgress>,
+    deliveries_tx: mpsc::UnboundedSender<Delivered>,
+    deliveries_rx: mpsc::UnboundedReceiver<Delivered>,
+}
+
+impl KafkaBridge {
+    pub fn new(
+        log: Arc<KafkaLog>,
+        store: Arc<dyn TelemetryStore>,
+        outbound: Box<dyn Outbound>,
+        limits: BatchLimits,
+        live: LiveSites,
+    ) -> Self {
+        let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
+        KafkaBridge {
+            log,
+            store,
+            outbound,
+            limits,
+            live,
+            nodes: HashMap::new(),
+            deliveries_tx,
+            deliveries_rx,
+        }
+    }
+
+    /// Runs until the inbound channel closes or `shutdown`; then acks what
+    /// Kafka confirms within a short drain period.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = inbound.recv() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break,
+                },
+                Some(delivered) = self.deliveries_rx.recv() => self.delivered(delivered),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.nodes.values().any(|n| !n.in_flight.is_empty()) {
+            match tokio::time::timeout_at(deadline, self.deliveries_rx.recv()).await {
+                Ok(Some(delivered)) => self.delivered(delivered),
+                _ => break,
+            }
+        }
+        tracing::info!("kafka bridge stopped");
+    }
+
+    async fn handle(&mut self, message: Inbound) {
+        match parse(&message, &self.limits) {
+            Parsed::Batch { site, batch } => self.produce(site, &message, batch, None).await,
+            Parsed::Rejected {
+                site,
+                batch,
+                rejection,
+            } => {
+                tracing::warn!(site, seq = batch.seq, reason = %rejection, "batch rejected");
+                let letter = crate::store::DeadLetter {
+                    site: Some(site.clone()),
+                    topic: message.topic.clone(),
+                    at_unix_ns: crate::time::now_unix_ns(),
+                    reason: rejection.reason.clone(),
+                    payload: message.payload.to_vec(),
+                };
+                self.dead_letter(&letter).await;
+                let rejected = RejectedBatch {
+                    seq: batch.seq,
+                    code: rejection.code as i32,
+                    reason: rejection.reason,
+                };
+                // A marker in the site's topic lets the sink settle the seq.
+                let marker = TelemetryBatch {
+                    site: site.clone(),
+                    node_id: batch.node_id.clone(),
+                    seq: batch.seq,
+                    acked_seq: batch.acked_seq,
+                    ..Default::default()
+                };
+                self.produce(site, &message, marker, Some(rejected)).await;
+            }
+            Parsed::Status { site, status } => self.live.set_status(&site, status),
+            Parsed::Unusable(letter) => {
+                tracing::warn!(topic = letter.topic, reason = letter.reason, "dead letter");
+                self.dead_letter(&letter).await;
+            }
+        }
+    }
+
+    async fn dead_letter(&self, letter: &crate::store::DeadLetter) {
+        if let Some(site) = &letter.site {
+            self.live.dead_lettered(site);
+        }
+        if let Err(error) = self.log.dead_letter(letter).await {
+            tracing::error!(%error, topic = letter.topic, "failed to produce a dead letter");
+        }
+        if let Err(error) = self.store.record_dead_letter(letter).await {
+            tracing::error!(%error, topic = letter.topic, "failed to keep a dead letter");
+        }
+    }
+
+    async fn produce(
+        &mut self,
+        site: String,
+        message: &Inbound,
+        batch: TelemetryBatch,
+        rejected: Option<RejectedBatch>,
+    ) {
+        let key = (site.clone(), batch.node_id.clone());
+        let progress = self.nodes.entry(key).or_insert_with(|| NodeProgress {
+            durable: SeqTracker::starting_at(batch.acked_seq),
+            in_flight: BTreeSet::new(),
+        });
+        match progress.decide(&batch) {
+            Decision::Accept => {}
+            Decision::Duplicate => {
+                if !progress.in_flight.contains(&batch.seq) {
+                    let upto = progress.durable.upto();
+                    publish_ack(
+                        self.outbound.as_ref(),
+                        &site,
+                        &batch.node_id,
+                        upto,
+                        Vec::new(),
+                    );
+                }
+                return;
+            }
+            Decision::Ahead { expected } => {
+                tracing::debug!(
+                    site,
+                    seq = batch.seq,
+                    expected,
+                    "batch ahead of the produced prefix"
+                );
+                let upto = progress.durable.upto();
+                publish_ack(
+                    self.outbound.as_ref(),
+                    &site,
+                    &batch.node_id,
+                    upto,
+                    Vec::new(),
+                );
+                return;
+            }
+        }
+        if let Err(error) = self.log.ensure_site(&site).await {
+            tracing::error!(%error, site, "cannot create the site topic");
+            return;
+        }
+        // A rejection marker carries only the batch's identity.
+        let marker;
+        let payload: &[u8] = if rejected.is_some() {
+            marker = prost::Message::encode_to_vec(&batch);
+            &marker
+        } else {
+            message.payload.as_ref()
+        };
+        let reason = rejected.as_ref().map(|r| r.reason.clone());
+        let delivery = match self
+            .log
+            .produce(&site, &batch.node_id, batch.seq, payload, reason.as_deref())
+            .await
+        {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                tracing::error!(%error, site, seq = batch.seq, "cannot produce batch");
+                return;
+            }
+        };
+        tracing::debug!(
+            site,
+            node = batch.node_id,
+            seq = batch.seq,
+            "batch produced"
+        );
+        progress.in_flight.insert(batch.seq);
+        let summary = TelemetryBatch {
+            samples: Vec::new(),
+            ..batch
+        };
+        let tx = self.deliveries_tx.clone();
+        tokio::spawn(async move {
+            let ok = match delivery.await {
+                Ok(Ok(_)) => true,
+                Ok(Err((error, _))) => {
+                    tracing::warn!(%error, site, seq = summary.seq, "kafka did not take the batch");
+                    false
+                }
+                Err(_) => false,
+            };
+            let _ = tx.send(Delivered {
+                site,
+                batch: summary,
+                rejected,
+                ok,
+            });
+        });
+    }
+
+    fn delivered(&mut self, delivered: Delivered) {
+        let key = (delivered.site.clone(), delivered.batch.node_id.clone());
+        let Some(progress) = self.nodes.get_mut(&key) else {
+            return;
+        };
+        progress.in_flight.remove(&delivered.batch.seq);
+        if !delivered.ok {
+            return;
+        }
+        progress.durable.settle(&delivered.batch);
+        tracing::debug!(
+            site = delivered.site,
+            seq = delivered.batch.seq,
+            upto = progress.durable.upto(),
+            "batch durable"
+        );
+        let upto = progress.durable.upto();
+        let rejected = delivered.rejected.into_iter().collect();
+        publish_ack(
+            self.outbound.as_ref(),
+            &delivered.site,
+            &delivered.batch.node_id,
+            upto,
+            rejected,
+        );
+        self.live.acked(&delivered.site, crate::time::now_unix_ns());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(seq: u64) -> TelemetryBatch {
+        TelemetryBatch {
+            seq,
+            samples: vec![Default::default()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn in_flight_batches_extend_the_prefix_and_are_not_produced_twice() {
+        let mut progress = NodeProgress::default();
+        progress.in_flight.insert(1);
+        progress.in_flight.insert(2);
+        assert_eq!(progress.decide(&data(2)), Decision::Duplicate);
+        assert_eq!(progress.decide(&data(3)), Decision::Accept);
+        assert_eq!(progress.decide(&data(4)), Decision::Ahead { expected: 3 });
+        // Batch 1 failed: the prefix stops before it and the resend is taken.
+        progress.in_flight.remove(&1);
+        assert_eq!(progress.decide(&data(1)), Decision::Accept);
+    }
+}
