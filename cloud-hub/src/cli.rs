@@ -114,7 +114,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::PrintCaHash { config } => {
             let config = load_config(config.as_deref())?;
-            let path = crate::pki::PkiPaths::in_data_dir(&config.data_dir).ca_cert;
+            let path = config
+                .pki
+                .ca_cert
+                .clone()
+                .unwrap_or_else(|| crate::pki::PkiPaths::in_data_dir(&config.data_dir).ca_cert);
             let pem = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "reading {} (the CA is created when the hub first starts)",

@@ -71,6 +71,26 @@ pub enum MqttConfig {
         #[serde(default = "default_mqtt_listen")]
         listen: SocketAddr,
     },
+    /// Mosquitto or EMQX: the hub connects as the privileged client
+    /// `cloud-hub` (a certificate it issues itself from its CA) and reads
+    /// every site through a shared subscription. The broker must trust the
+    /// hub CA for client certificates and enforce the per-site ACL shipped
+    /// in `infra/mosquitto/`.
+    External {
+        host: String,
+        port: u16,
+        /// Shared-subscription group; hub replicas in one group share the load.
+        #[serde(default = "default_shared_group")]
+        shared_group: String,
+        /// CA that signed the broker's server certificate (PEM); the hub CA
+        /// when not set.
+        #[serde(default)]
+        broker_ca: Option<PathBuf>,
+    },
+}
+
+fn default_shared_group() -> String {
+    "hub".into()
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -91,12 +111,26 @@ impl Default for MqttConfig {
 pub struct PkiConfig {
     /// Hours a fog-node certificate is valid.
     pub node_certificate_hours: u32,
+    /// An existing CA certificate (PEM) to use instead of the one the hub
+    /// creates in its data directory; set together with `ca_key`.
+    pub ca_cert: Option<PathBuf>,
+    /// Its PKCS#8 private key (mode 0600).
+    pub ca_key: Option<PathBuf>,
+}
+
+impl PkiConfig {
+    /// The supplied CA files, if configured.
+    pub fn supplied_ca(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.ca_cert.as_deref().zip(self.ca_key.as_deref())
+    }
 }
 
 impl Default for PkiConfig {
     fn default() -> Self {
         PkiConfig {
             node_certificate_hours: 24,
+            ca_cert: None,
+            ca_key: None,
         }
     }
 }
@@ -114,6 +148,9 @@ impl Validate for HubConfig {
         }
         if self.pki.node_certificate_hours == 0 || self.pki.node_certificate_hours > 24 * 366 {
             return invalid("pki.node_certificate_hours", "must be between 1 and 8784");
+        }
+        if self.pki.ca_cert.is_some() != self.pki.ca_key.is_some() {
+            return invalid("pki.ca_cert", "ca_cert and ca_key go together");
         }
         if self.limits.max_batch_bytes < 1024 {
             return invalid("limits.max_batch_bytes", "must be at least 1024");

@@ -103,12 +103,21 @@ pub fn check_key_permissions(path: &Path) -> Result<()> {
 }
 
 impl HubPki {
-    /// Loads the CA from the data directory, creating it on first start, and
+    /// Loads the CA — from `supplied` (certificate, key) files when given,
+    /// else from the data directory, creating it there on first start — and
     /// issues a fresh server certificate for `server_names`.
-    pub fn load_or_create(data_dir: &Path, server_names: &[String]) -> Result<Self> {
-        let paths = PkiPaths::in_data_dir(data_dir);
+    pub fn load_or_create(
+        data_dir: &Path,
+        supplied: Option<(&Path, &Path)>,
+        server_names: &[String],
+    ) -> Result<Self> {
+        let mut paths = PkiPaths::in_data_dir(data_dir);
         fs::create_dir_all(&paths.dir).map_err(io(&paths.dir))?;
-        let ca = if paths.ca_key.exists() {
+        if let Some((cert, key)) = supplied {
+            paths.ca_cert = cert.to_owned();
+            paths.ca_key = key.to_owned();
+        }
+        let ca = if paths.ca_key.exists() || supplied.is_some() {
             check_key_permissions(&paths.ca_key)?;
             let key = fs::read_to_string(&paths.ca_key).map_err(io(&paths.ca_key))?;
             let cert = fs::read_to_string(&paths.ca_cert).map_err(io(&paths.ca_cert))?;
@@ -163,14 +172,14 @@ mod tests {
     fn the_ca_is_created_once_and_its_key_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["localhost".to_string()];
-        let first = HubPki::load_or_create(dir.path(), &names).unwrap();
+        let first = HubPki::load_or_create(dir.path(), None, &names).unwrap();
         let mode = fs::metadata(&first.paths.ca_key)
             .unwrap()
             .permissions()
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let second = HubPki::load_or_create(dir.path(), &names).unwrap();
+        let second = HubPki::load_or_create(dir.path(), None, &names).unwrap();
         assert_eq!(
             first.ca_hash(),
             second.ca_hash(),
@@ -182,14 +191,38 @@ mod tests {
     fn a_ca_key_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["localhost".to_string()];
-        let pki = HubPki::load_or_create(dir.path(), &names).unwrap();
+        let pki = HubPki::load_or_create(dir.path(), None, &names).unwrap();
         fs::set_permissions(&pki.paths.ca_key, fs::Permissions::from_mode(0o644)).unwrap();
-        let error = HubPki::load_or_create(dir.path(), &names)
+        let error = HubPki::load_or_create(dir.path(), None, &names)
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("ca.key") && error.contains("mode 644"),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod supplied_tests {
+    use super::*;
+
+    #[test]
+    fn a_supplied_ca_is_used_and_its_key_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::generate("supplied", CA_VALIDITY).unwrap();
+        let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+        write_private(&cert, ca.cert_pem(), 0o644).unwrap();
+        write_private(&key, &ca.key_pem(), 0o600).unwrap();
+        let names = vec!["localhost".to_string()];
+        let pki =
+            HubPki::load_or_create(&dir.path().join("data"), Some((&cert, &key)), &names).unwrap();
+        assert_eq!(pki.ca_hash(), ca.ca_hash().unwrap());
+        assert_eq!(pki.paths.ca_cert, cert);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+        let error = HubPki::load_or_create(&dir.path().join("data"), Some((&cert, &key)), &names)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("mode 640"), "{error}");
     }
 }

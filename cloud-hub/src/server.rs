@@ -25,7 +25,7 @@ use crate::api::{self, ApiContext};
 use crate::bridge::direct::DirectIngest;
 use crate::bridge::kafka::KafkaBridge;
 use crate::config::{HubConfig, MqttConfig};
-use crate::ingress::embedded;
+use crate::ingress::{embedded, external};
 use crate::live::LiveSites;
 use crate::pki::HubPki;
 use crate::sink;
@@ -95,7 +95,11 @@ pub fn server_names(config: &HubConfig) -> Vec<String> {
 pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     prepare_data_dir(&config.data_dir)?;
-    let pki = HubPki::load_or_create(&config.data_dir, &server_names(&config))?;
+    let pki = HubPki::load_or_create(
+        &config.data_dir,
+        config.pki.supplied_ca(),
+        &server_names(&config),
+    )?;
     tracing::info!(ca_hash = pki.ca_hash(), data_dir = %config.data_dir.display(), "hub starting");
     let stores = open_stores(&config).await?;
     let live = LiveSites::default();
@@ -104,6 +108,29 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
     let outbound = match &config.mqtt {
         MqttConfig::Embedded { listen } => {
             embedded::start(*listen, &pki.paths, inbound_tx, shutdown.clone())?
+        }
+        MqttConfig::External {
+            host,
+            port,
+            shared_group,
+            broker_ca,
+        } => {
+            let broker_ca = match broker_ca {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading mqtt.broker_ca {}", path.display()))?,
+                None => pki.ca.cert_pem().to_owned(),
+            };
+            external::start(
+                external::ExternalBroker {
+                    host: host.clone(),
+                    port: *port,
+                    shared_group: shared_group.clone(),
+                    broker_ca_pem: broker_ca,
+                },
+                &pki.ca,
+                inbound_tx,
+                shutdown.clone(),
+            )?
         }
     };
     let mut tasks = tokio::task::JoinSet::new();

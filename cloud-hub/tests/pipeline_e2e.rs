@@ -1,8 +1,9 @@
 //! End to end: a real `cloud-hub serve` process with its rumqttd broker (mTLS,
 //! tenant per site), a publisher that speaks the wire contract with a site
 //! certificate signed by the hub CA, and the results read back over gRPC.
-//! The same test bodies run in the embedded mode (SQLite, no log) and in the
-//! distributed mode (Kafka + Cassandra started by `scripts/services.sh`).
+//! The same test bodies run in the embedded mode (rumqttd, SQLite, no log)
+//! and in the distributed modes (Kafka + Cassandra, with rumqttd or with the
+//! Mosquitto started by `scripts/services.sh`).
 
 mod support;
 
@@ -205,6 +206,13 @@ async fn embedded_streamed_batches_are_stored_exactly_once_with_matching_rollups
 #[tokio::test]
 async fn kafka_cassandra_streamed_batches_are_stored_exactly_once_with_matching_rollups() {
     streamed_batches_are_stored_exactly_once_with_matching_rollups(Mode::KafkaCassandra).await;
+}
+
+#[tokio::test]
+async fn mosquitto_kafka_cassandra_streamed_batches_are_stored_exactly_once_with_matching_rollups()
+{
+    streamed_batches_are_stored_exactly_once_with_matching_rollups(Mode::MosquittoKafkaCassandra)
+        .await;
 }
 
 #[tokio::test]

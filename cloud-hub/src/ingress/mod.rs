@@ -3,6 +3,7 @@
 //! [`Inbound`] messages over a bounded channel and publishes acks for it.
 
 pub mod embedded;
+pub mod external;
 
 use bytes::Bytes;
 

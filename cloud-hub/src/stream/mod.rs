@@ -16,4 +16,3 @@ pub enum StreamConfig {
     /// Apache Kafka: one topic per site, idempotent producer, `acks=all`.
     Kafka(kafka::KafkaConfig),
 }
-

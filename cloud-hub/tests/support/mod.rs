@@ -34,6 +34,26 @@ pub enum Mode {
     Embedded,
     /// rumqttd + Kafka + Cassandra (the services of `scripts/services.sh`).
     KafkaCassandra,
+    /// Mosquitto + Kafka + Cassandra: the hub reads the shared dev Mosquitto
+    /// (whose CA it is given) through a shared subscription.
+    MosquittoKafkaCassandra,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+fn dev_mosquitto() -> (u16, String, String) {
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/mosquitto/certs");
+    let port = env_or("OBS_TEST_MQTT", "127.0.0.1:8884")
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(8884);
+    (
+        port,
+        env_or("OBS_TEST_MQTT_CA_CERT", &format!("{certs}/ca.pem")),
+        env_or("OBS_TEST_MQTT_CA_KEY", &format!("{certs}/ca.key")),
+    )
 }
 
 fn nanos() -> u128 {
@@ -52,19 +72,26 @@ pub fn unique_site(prefix: &str) -> String {
     )
 }
 
-/// The config lines that select `mode`'s stream and store.
-fn mode_config(mode: Mode) -> String {
+/// The config lines that select `mode`'s broker, stream and store.
+fn mode_config(mode: Mode, mqtt_port: u16) -> String {
+    let embedded = format!("[mqtt]\nkind = \"embedded\"\nlisten = \"127.0.0.1:{mqtt_port}\"\n");
+    let unique = format!("{}{}", std::process::id(), nanos() % 1_000_000_000_000);
+    let kafka = env_or("OBS_TEST_KAFKA", "127.0.0.1:9092");
+    let cassandra = env_or("OBS_TEST_CASSANDRA", "127.0.0.1:9042");
+    let debug = env_or("OBS_TEST_KAFKA_DEBUG", "");
+    let distributed = format!(
+        "[stream]\nkind = \"kafka\"\nbootstrap = \"{kafka}\"\nsink_group = \"sink-{unique}\"\n\
+         sink_instance_id = \"hub-{unique}\"\ntopic_namespace = \"t{unique}.\"\ndebug = \"{debug}\"\n\
+         [store]\nkind = \"cassandra\"\nnodes = [\"{cassandra}\"]\nkeyspace = \"obs_e2e_{unique}\"\n"
+    );
     match mode {
-        Mode::Embedded => String::new(),
-        Mode::KafkaCassandra => {
-            let kafka = std::env::var("OBS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-            let cassandra =
-                std::env::var("OBS_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".into());
-            let unique = format!("{}{}", std::process::id(), nanos() % 1_000_000_000_000);
-            let debug = std::env::var("OBS_TEST_KAFKA_DEBUG").unwrap_or_default();
+        Mode::Embedded => embedded,
+        Mode::KafkaCassandra => format!("{embedded}{distributed}"),
+        Mode::MosquittoKafkaCassandra => {
+            let (port, ca_cert, ca_key) = dev_mosquitto();
             format!(
-                "[stream]\nkind = \"kafka\"\nbootstrap = \"{kafka}\"\nsink_group = \"sink-{unique}\"\nsink_instance_id = \"hub-{unique}\"\ntopic_namespace = \"t{unique}.\"\ndebug = \"{debug}\"\n\
-                 [store]\nkind = \"cassandra\"\nnodes = [\"{cassandra}\"]\nkeyspace = \"obs_e2e_{unique}\"\n"
+                "[mqtt]\nkind = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nshared_group = \"hub{unique}\"\n\
+                 [pki]\nca_cert = {ca_cert:?}\nca_key = {ca_key:?}\n{distributed}"
             )
         }
     }
@@ -75,26 +102,34 @@ pub struct Hub {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub grpc_port: u16,
+    /// Where fog-nodes connect: the embedded broker or the external one.
     pub mqtt_port: u16,
+    ca_files: Option<(String, String)>,
     child: Option<Child>,
 }
 
 impl Hub {
     /// Starts a hub in `mode`.
     pub fn start_in(mode: Mode) -> Hub {
-        Hub::start(&mode_config(mode))
+        let embedded_port = free_port();
+        let (mqtt_port, ca_files) = match mode {
+            Mode::MosquittoKafkaCassandra => {
+                let (port, cert, key) = dev_mosquitto();
+                (port, Some((cert, key)))
+            }
+            _ => (embedded_port, None),
+        };
+        Hub::start(&mode_config(mode, embedded_port), mqtt_port, ca_files)
     }
 
-    /// Writes a config (the embedded mode plus `extra` TOML) and starts the hub.
-    pub fn start(extra: &str) -> Hub {
+    /// Writes a config (`extra` TOML after the common keys) and starts the hub.
+    fn start(extra: &str, mqtt_port: u16, ca_files: Option<(String, String)>) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
         let grpc_port = free_port();
-        let mqtt_port = free_port();
         let config = dir.path().join("hub.toml");
         let text = format!(
             "data_dir = {data:?}\npublic_host = \"127.0.0.1\"\n\
-             [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n\
-             [mqtt]\nkind = \"embedded\"\nlisten = \"127.0.0.1:{mqtt_port}\"\n{extra}",
+             [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n{extra}",
             data = dir.path().join("data"),
         );
         std::fs::write(&config, text).expect("write config");
@@ -103,6 +138,7 @@ impl Hub {
             config,
             grpc_port,
             mqtt_port,
+            ca_files,
             child: None,
         };
         hub.spawn();
@@ -165,8 +201,12 @@ impl Hub {
     /// The hub CA (the test plays the enrolment step by signing with it).
     pub fn ca(&self) -> CertificateAuthority {
         let pki = self.data_dir().join("pki");
-        let cert = std::fs::read_to_string(pki.join("ca.pem")).expect("ca.pem");
-        let key = std::fs::read_to_string(pki.join("ca.key")).expect("ca.key");
+        let (cert, key) = match &self.ca_files {
+            Some((cert, key)) => (PathBuf::from(cert), PathBuf::from(key)),
+            None => (pki.join("ca.pem"), pki.join("ca.key")),
+        };
+        let cert = std::fs::read_to_string(cert).expect("ca certificate");
+        let key = std::fs::read_to_string(key).expect("ca key");
         CertificateAuthority::from_pem(&cert, &key).expect("hub ca")
     }
 
