@@ -24,6 +24,7 @@ pub struct HubConfig {
     /// the server certificate and handed out at enrolment.
     pub public_host: String,
     pub grpc: GrpcConfig,
+    pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub stream: StreamConfig,
     pub store: StoreConfig,
@@ -37,6 +38,7 @@ impl Default for HubConfig {
             data_dir: PathBuf::from("hub-data"),
             public_host: "localhost".into(),
             grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             stream: StreamConfig::default(),
             store: StoreConfig::default(),
@@ -57,6 +59,21 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+        }
+    }
+}
+
+/// The operations port: health, readiness, metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
         }
     }
 }

@@ -94,6 +94,7 @@ pub fn server_names(config: &HubConfig) -> Vec<String> {
 /// Runs the hub until `shutdown` is cancelled.
 pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::metrics::install();
     prepare_data_dir(&config.data_dir)?;
     let pki = HubPki::load_or_create(
         &config.data_dir,
@@ -163,6 +164,17 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
             });
         }
     }
+
+    let http_context = crate::http::HttpContext {
+        store: stores.telemetry.clone(),
+    };
+    let (http_listen, http_stop) = (config.http.listen, shutdown.clone());
+    tasks.spawn(async move {
+        if let Err(error) = crate::http::serve(http_listen, http_context, http_stop.clone()).await {
+            tracing::error!(%error, %http_listen, "http server failed; stopping the hub");
+            http_stop.cancel();
+        }
+    });
 
     let context = ApiContext {
         auth: crate::access::Authenticator::new(stores.access.clone()),

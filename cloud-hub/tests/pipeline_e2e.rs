@@ -87,6 +87,24 @@ async fn streamed_batches_are_stored_exactly_once_with_matching_rollups(mode: Mo
 
     let stored = wait_stored(&hub, &token, &site, 50 * PER_BATCH as u64).await;
     assert_eq!(stored, 50 * PER_BATCH as u64, "{}", hub.log());
+    // Every stage is counted on /metrics, and the hub is ready.
+    let (status, metrics) = hub.http_get("/metrics").await;
+    assert_eq!(status, 200);
+    let durable = format!(
+        "obs_hub_samples_durable_total{{site=\"{site}\"}} {}",
+        50 * PER_BATCH
+    );
+    assert!(
+        metrics.contains(&durable),
+        "{durable} missing from\n{metrics}"
+    );
+    assert!(
+        metrics.contains("obs_hub_acks_published_total"),
+        "{metrics}"
+    );
+    assert_eq!(hub.http_get("/readyz").await.0, 200);
+    assert_eq!(hub.http_get("/healthz").await, (200, "ok\n".to_string()));
+
     let samples = raw(&hub, &token, &site, "m1/segment/01").await;
     assert_eq!(
         samples.len(),

@@ -98,18 +98,32 @@ impl DirectIngest {
         let store = self.store.clone();
         let state = self.state(site).await?;
         let decision = state.decide(batch);
-        if decision == Decision::Accept {
-            let mut next = state.clone();
-            let writes = next.accept(batch);
-            store.write_batch(batch, &writes, &next).await?;
-            *state = next;
-        } else if let Decision::Ahead { expected } = decision {
-            tracing::debug!(
-                site,
-                seq = batch.seq,
-                expected,
-                "batch ahead of the settled prefix"
-            );
+        match decision {
+            Decision::Accept => {
+                let mut next = state.clone();
+                let writes = next.accept(batch);
+                let started = std::time::Instant::now();
+                let written = store.write_batch(batch, &writes, &next).await;
+                crate::metrics::store_write(
+                    "ingest",
+                    started.elapsed().as_secs_f64(),
+                    written.is_ok(),
+                );
+                written?;
+                *state = next;
+                crate::metrics::batch_durable(site, batch.samples.len());
+                crate::metrics::ingest_latency(batch.created_unix_ns);
+            }
+            Decision::Duplicate => crate::metrics::batch_duplicate(site),
+            Decision::Ahead { expected } => {
+                crate::metrics::batch_ahead(site);
+                tracing::debug!(
+                    site,
+                    seq = batch.seq,
+                    expected,
+                    "batch ahead of the settled prefix"
+                );
+            }
         }
         let upto = state
             .settled_upto(&batch.node_id)

@@ -58,6 +58,8 @@ struct Delivered {
     /// The batch without its samples (seq, node, gaps).
     batch: TelemetryBatch,
     rejected: Option<RejectedBatch>,
+    /// Samples the batch held.
+    samples: usize,
     ok: bool,
 }
 
@@ -184,6 +186,7 @@ impl KafkaBridge {
         match progress.decide(&batch) {
             Decision::Accept => {}
             Decision::Duplicate => {
+                crate::metrics::batch_duplicate(&site);
                 if !progress.in_flight.contains(&batch.seq) {
                     let upto = progress.durable.upto();
                     publish_ack(
@@ -197,6 +200,7 @@ impl KafkaBridge {
                 return;
             }
             Decision::Ahead { expected } => {
+                crate::metrics::batch_ahead(&site);
                 tracing::debug!(
                     site,
                     seq = batch.seq,
@@ -245,6 +249,7 @@ impl KafkaBridge {
             "batch produced"
         );
         progress.in_flight.insert(batch.seq);
+        let samples = batch.samples.len();
         let summary = TelemetryBatch {
             samples: Vec::new(),
             ..batch
@@ -263,6 +268,7 @@ impl KafkaBridge {
                 site,
                 batch: summary,
                 rejected,
+                samples,
                 ok,
             });
         });
@@ -278,6 +284,9 @@ impl KafkaBridge {
             return;
         }
         progress.durable.settle(&delivered.batch);
+        if delivered.rejected.is_none() {
+            crate::metrics::batch_durable(&delivered.site, delivered.samples);
+        }
         tracing::debug!(
             site = delivered.site,
             seq = delivered.batch.seq,

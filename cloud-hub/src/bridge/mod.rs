@@ -37,8 +37,28 @@ pub enum Parsed {
     Unusable(DeadLetter),
 }
 
-/// Classifies one message; never panics on any input.
+/// Classifies one message and counts what it was; never panics on any input.
 pub fn parse(message: &Inbound, limits: &BatchLimits) -> Parsed {
+    let parsed = classify(message, limits);
+    match &parsed {
+        Parsed::Batch { site, batch } => crate::metrics::batch_received(site, batch.samples.len()),
+        Parsed::Rejected {
+            site,
+            batch,
+            rejection,
+        } => {
+            crate::metrics::batch_received(site, batch.samples.len());
+            crate::metrics::batch_rejected(site, rejection.code.as_str_name());
+        }
+        Parsed::Status { .. } => {}
+        Parsed::Unusable(letter) => {
+            crate::metrics::dead_letter(letter.site.as_deref().unwrap_or(""))
+        }
+    }
+    parsed
+}
+
+fn classify(message: &Inbound, limits: &BatchLimits) -> Parsed {
     let unusable = |site: Option<&str>, reason: String| {
         Parsed::Unusable(DeadLetter {
             site: site.map(str::to_owned),
@@ -108,8 +128,9 @@ pub fn publish_ack(
         rejected,
     };
     let topic = SiteTopics::for_site(site).ack;
-    if let Err(error) = outbound.publish(topic, Bytes::from(ack.encode_to_vec())) {
-        tracing::warn!(%error, site, node_id, up_to_seq, "failed to publish ack");
+    match outbound.publish(topic, Bytes::from(ack.encode_to_vec())) {
+        Ok(()) => crate::metrics::ack_published(),
+        Err(error) => tracing::warn!(%error, site, node_id, up_to_seq, "failed to publish ack"),
     }
 }
 

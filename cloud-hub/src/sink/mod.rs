@@ -150,6 +150,7 @@ async fn worker(
     };
     let mut state = loaded.unwrap_or_default();
     while let Some(message) = messages.recv().await {
+        crate::metrics::sink_queued(&site, messages.len());
         if !apply(&site, &message, &mut state, store.as_ref(), &shutdown).await {
             return;
         }
@@ -194,11 +195,18 @@ async fn apply(
         .await
     } else {
         let writes = next.accept(&batch);
-        retry("writing a batch", shutdown, || {
-            store.write_batch(&batch, &writes, &next)
+        retry("writing a batch", shutdown, || async {
+            let started = std::time::Instant::now();
+            let written = store.write_batch(&batch, &writes, &next).await;
+            crate::metrics::store_write("sink", started.elapsed().as_secs_f64(), written.is_ok());
+            written
         })
         .await
     };
+    if written.is_some() && !rejected {
+        crate::metrics::sink_written(site, batch.samples.len());
+        crate::metrics::ingest_latency(batch.created_unix_ns);
+    }
     if written.is_none() {
         return false;
     }

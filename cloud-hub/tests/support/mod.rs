@@ -102,6 +102,7 @@ pub struct Hub {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub grpc_port: u16,
+    pub http_port: u16,
     /// Where fog-nodes connect: the embedded broker or the external one.
     pub mqtt_port: u16,
     ca_files: Option<(String, String)>,
@@ -126,10 +127,12 @@ impl Hub {
     fn start(extra: &str, mqtt_port: u16, ca_files: Option<(String, String)>) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
         let grpc_port = free_port();
+        let http_port = free_port();
         let config = dir.path().join("hub.toml");
         let text = format!(
             "data_dir = {data:?}\npublic_host = \"127.0.0.1\"\n\
-             [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n{extra}",
+             [grpc]\nlisten = \"127.0.0.1:{grpc_port}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}",
             data = dir.path().join("data"),
         );
         std::fs::write(&config, text).expect("write config");
@@ -137,6 +140,7 @@ impl Hub {
             dir,
             config,
             grpc_port,
+            http_port,
             mqtt_port,
             ca_files,
             child: None,
@@ -177,6 +181,28 @@ impl Hub {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// GET `path` on the operations port: (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .await
+            .expect("http port");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// SIGKILL, as a crash.
