@@ -2,13 +2,22 @@ use clap::Parser;
 use obs_common::logging::{self, LogFormat};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = cloud_hub::cli::Cli::parse();
     let format = if cli.log_json {
         LogFormat::Json
     } else {
         LogFormat::Text
     };
-    logging::init(format, "info")?;
-    cloud_hub::cli::run(cli).await
+    let result = match logging::init(format, "info") {
+        Ok(()) => cloud_hub::cli::run(cli).await,
+        Err(error) => Err(error.into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

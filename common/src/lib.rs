@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod logging;
 pub mod pki;
 pub mod shutdown;

@@ -144,22 +144,45 @@ pub enum TelemetryCommand {
     Query {
         #[arg(long)]
         site: String,
+        /// Tango-style device, e.g. `weather/station/1`.
         #[arg(long)]
         device: String,
         #[arg(long)]
         attribute: String,
+        /// Start (RFC 3339); default: a day before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339); default: just after the site's latest sample.
+        #[arg(long)]
+        to: Option<String>,
+        /// raw, 1m or 1h.
+        #[arg(long, default_value = "raw")]
+        resolution: String,
+        /// Most points (0 = the hub's default).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
     },
     /// Ingest counters per site.
-    Stats,
+    Stats {
+        /// Only these sites (repeatable).
+        #[arg(long)]
+        site: Vec<String>,
+    },
 }
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (name, issue) = match cli.command {
-        Command::Sites { .. } => ("sites", 5),
-        Command::Segments { .. } => ("segments", 6),
-        Command::Fleet { .. } => ("fleet", 7),
-        Command::Telemetry { .. } => ("telemetry", 4),
-    };
+    match cli.command {
+        Command::Telemetry { command } => {
+            let hub = crate::client::Hub::connect(&cli.connection).await?;
+            crate::telemetry::run(&hub, command, cli.format).await
+        }
+        Command::Sites { .. } => not_built("sites", 5),
+        Command::Segments { .. } => not_built("segments", 6),
+        Command::Fleet { .. } => not_built("fleet", 7),
+    }
+}
+
+fn not_built(name: &str, issue: u32) -> anyhow::Result<()> {
     anyhow::bail!("`obsctl {name}` is not implemented yet (issue #{issue})")
 }

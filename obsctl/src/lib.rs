@@ -1,3 +1,6 @@
 //! `obsctl`: the operator's gRPC client for the observatory hub.
 
 pub mod cli;
+pub mod client;
+pub mod output;
+pub mod telemetry;
