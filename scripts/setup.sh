@@ -2,8 +2,9 @@
 # Installs what a fresh Debian 12 machine lacks to build and test the project:
 #   apt:  protobuf-compiler + libprotobuf-dev (gRPC code generation),
 #         mosquitto + mosquitto-clients (the external broker in tests)
-#   pip:  a project venv in .venv with onnxruntime==1.31.1 (the ONNX Runtime
-#         shared library the hub loads through `ort`)
+#   pip:  a project venv in .venv with ml/requirements.txt: onnxruntime==1.31.1
+#         (the ONNX Runtime shared library the hub loads through `ort`) and
+#         the training stack of ml/train/ (numpy, pandas, scikit-learn, skl2onnx)
 # Maven artifacts for Kafka and Cassandra are fetched by scripts/services.sh.
 # Idempotent: does nothing that is already done.
 set -euo pipefail
@@ -37,9 +38,16 @@ install_venv() {
     log "creating $venv"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c 'import onnxruntime, sys; sys.exit(onnxruntime.__version__ != "1.31.1")' 2>/dev/null; then
+  # Reinstall when onnxruntime is not 1.31.1 or ml/requirements.txt changed
+  # since the last install (its sha256 is kept in the venv).
+  local want have=""
+  want=$(sha256sum "$root/ml/requirements.txt" | cut -d' ' -f1)
+  [ -f "$venv/.requirements.sha256" ] && have=$(cat "$venv/.requirements.sha256")
+  if [ "$want" != "$have" ] \
+    || ! "$venv/bin/python" -c 'import onnxruntime, sys; sys.exit(onnxruntime.__version__ != "1.31.1")' 2>/dev/null; then
     log "installing python requirements into $venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/ml/requirements.txt"
+    printf '%s\n' "$want" >"$venv/.requirements.sha256"
   fi
 }
 

@@ -2,8 +2,17 @@ use clap::Parser;
 use obs_common::logging::{self, LogFormat};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = fog_node::cli::Cli::parse();
-    logging::init(LogFormat::Text, "info")?;
-    fog_node::cli::run(cli).await
+    let result = match logging::init(LogFormat::Text, "info") {
+        Ok(()) => fog_node::cli::run(cli).await,
+        Err(error) => Err(error.into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

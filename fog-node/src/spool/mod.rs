@@ -377,6 +377,23 @@ impl Spool {
         Ok(out)
     }
 
+    /// Seqs of the durable gap records with seq ≥ `from_seq`, in seq order,
+    /// taken from the in-memory index (no file is read): how the uplink
+    /// finds the gap records to send before the data that follows a loss.
+    pub fn gap_seqs_from(&self, from_seq: u64) -> Vec<u64> {
+        let start = self
+            .segments
+            .partition_point(|s| s.base_seq <= from_seq)
+            .saturating_sub(1);
+        self.segments
+            .range(start..)
+            .flat_map(|segment| &segment.records[segment.position_of(from_seq)..])
+            .take_while(|record| record.seq <= self.durable_seq)
+            .filter(|record| record.gap)
+            .map(|record| record.seq)
+            .collect()
+    }
+
     /// Records the hub's cumulative ack: persists the watermark (atomic
     /// write of `spool.meta`), then deletes the segments it fully covers.
     ///
