@@ -328,6 +328,29 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
 extendedKeyUsage=clientAuth"
   cert_ok cloud-hub || issue_cert cloud-hub cloud-hub "$leaf
 extendedKeyUsage=clientAuth"
+  crl_ok || issue_empty_crl
+}
+
+# The broker's crlfile must exist and verify against the CA (a hub in
+# external mode writes the real one to {data_dir}/pki/crl.pem).
+crl_ok() {
+  [[ -f "$CERTS/crl.pem" ]] || return 1
+  openssl crl -in "$CERTS/crl.pem" -CAfile "$CERTS/ca.pem" -noout 2>/dev/null || return 1
+  # nextUpdate at least 30 days ahead
+  local next
+  next="$(openssl crl -in "$CERTS/crl.pem" -noout -nextupdate | cut -d= -f2)"
+  [[ "$(date -d "$next" +%s)" -gt "$(($(date +%s) + 2592000))" ]]
+}
+
+# An empty CRL signed by the dev CA, valid ten years.
+issue_empty_crl() {
+  local db="$CERTS/crl-db"
+  mkdir -p "$db"
+  : >"$db/index.txt"
+  printf '01\n' >"$db/crlnumber"
+  openssl ca -gencrl -keyfile "$CERTS/ca.key" -cert "$CERTS/ca.pem" -out "$CERTS/crl.pem" \
+    -config <(printf '[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 3650\n' \
+      "$db/index.txt" "$db/crlnumber") 2>/dev/null
 }
 
 mosquitto_prepare() {
@@ -348,6 +371,7 @@ mosquitto_prepare() {
       -e "s#@CERT_FILE@#$(sed_repl "$CERTS/server.pem")#g" \
       -e "s#@KEY_FILE@#$(sed_repl "$CERTS/server.key")#g" \
       -e "s#@ACL_FILE@#$(sed_repl "$MQTT_INFRA/acl")#g" \
+      -e "s#@CRL_FILE@#$(sed_repl "$CERTS/crl.pem")#g" \
       -e "s#@PERSISTENCE_DIR@#$(sed_repl "$dir/data/")#g" \
       -e "s#@LOG_FILE@#$(sed_repl "$dir/logs/mosquitto.log")#g" \
       "$MQTT_INFRA/mosquitto.conf" >"$dir/mosquitto.conf"

@@ -6,6 +6,7 @@ pub mod api;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod enroll;
 pub mod http;
 pub mod ingest;
 pub mod ingress;

@@ -21,6 +21,9 @@ pub const SINK_SAMPLES_WRITTEN: &str = "obs_hub_sink_samples_written_total";
 pub const SINK_QUEUED: &str = "obs_hub_sink_queued_batches";
 pub const STORE_WRITE_SECONDS: &str = "obs_hub_store_write_seconds";
 pub const STORE_WRITE_ERRORS: &str = "obs_hub_store_write_errors_total";
+/// Maintenance events sites reported, by outcome (`recorded`, `duplicate`,
+/// `malformed`, `unknown_segment`, `conflict`).
+pub const SITE_MAINTENANCE: &str = "obs_hub_site_maintenance_events_total";
 /// From the fog-node sealing a batch to its rows being written.
 pub const INGEST_LATENCY_SECONDS: &str = "obs_hub_ingest_latency_seconds";
 
@@ -110,4 +113,15 @@ pub fn ingest_latency(created_unix_ns: i64) {
             histogram!(INGEST_LATENCY_SECONDS).record(seconds);
         }
     }
+}
+
+/// A maintenance event reported by `site`, with what became of it.
+pub fn site_maintenance(site: &str, outcome: &'static str) {
+    counter!(SITE_MAINTENANCE, "site" => site.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub const PREDICTIONS: &str = "obs_hub_predictions_total";
+
+pub fn predictions_made(site: &str, count: usize) {
+    counter!(PREDICTIONS, "site" => site.to_owned()).increment(count as u64);
 }

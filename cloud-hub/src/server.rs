@@ -9,6 +9,8 @@
 //!                                      Ack after acks=all ◄─ delivery reports ┘
 //!            obs.telemetry.* ─► sink consumer ─mpsc per site─► site worker ─► store, offset
 //! gRPC server (tonic) ─► store (queries), LiveSites (node status)
+//!            EnrollmentService ─► registry store, SiteRegistry ◄─ bridge, broker connect hook
+//!            SiteRegistry ◄─ refresh from the store every 3 s (other replicas' revocations)
 //! ```
 //! Shutdown: the token stops the gRPC server and the ingest loop; a batch
 //! being written is finished first, so nothing acknowledged is lost.
@@ -25,11 +27,18 @@ use crate::api::{self, ApiContext};
 use crate::bridge::direct::DirectIngest;
 use crate::bridge::kafka::KafkaBridge;
 use crate::config::{HubConfig, MqttConfig};
+use crate::enroll::{
+    BrokerEndpoint, EnrollSettings, Enrollment, EnrollmentParts, RevocationList, SessionCloser,
+    SiteRegistry,
+};
+use crate::ingest::maintenance::SiteMaintenance;
 use crate::ingress::{embedded, external};
 use crate::live::LiveSites;
 use crate::pki::HubPki;
 use crate::sink;
 use crate::store::cassandra::CassandraStore;
+use crate::store::registry::RegistryStore;
+use crate::store::segments::SegmentStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{StoreConfig, TelemetryStore};
 use crate::stream::StreamConfig;
@@ -43,6 +52,8 @@ const INBOUND_QUEUE: usize = 1024;
 pub struct Stores {
     pub telemetry: Arc<dyn TelemetryStore>,
     pub access: Arc<dyn AccessStore>,
+    pub registry: Arc<dyn RegistryStore>,
+    pub segments: Arc<dyn SegmentStore>,
 }
 
 /// Opens the configured store.
@@ -53,7 +64,9 @@ pub async fn open_stores(config: &HubConfig) -> anyhow::Result<Stores> {
             let store = Arc::new(SqliteStore::open(&path)?);
             Ok(Stores {
                 telemetry: store.clone(),
-                access: store,
+                access: store.clone(),
+                segments: store.clone(),
+                registry: store,
             })
         }
         StoreConfig::Cassandra {
@@ -68,7 +81,9 @@ pub async fn open_stores(config: &HubConfig) -> anyhow::Result<Stores> {
             );
             Ok(Stores {
                 telemetry: store.clone(),
-                access: store,
+                access: store.clone(),
+                segments: store.clone(),
+                registry: store,
             })
         }
     }
@@ -91,6 +106,49 @@ pub fn server_names(config: &HubConfig) -> Vec<String> {
     names
 }
 
+/// The enrolment service over the hub CA (its CRL in the PKI directory).
+fn start_enrollment(
+    config: &HubConfig,
+    pki: &HubPki,
+    stores: &Stores,
+    sites: SiteRegistry,
+    live: &LiveSites,
+    topics: Option<Arc<KafkaLog>>,
+    sessions: Option<Arc<dyn SessionCloser>>,
+) -> anyhow::Result<Enrollment> {
+    let broker = match &config.mqtt {
+        MqttConfig::Embedded { listen } => BrokerEndpoint {
+            host: config.public_host.clone(),
+            port: listen.port(),
+        },
+        MqttConfig::External { host, port, .. } => BrokerEndpoint {
+            host: host.clone(),
+            port: *port,
+        },
+    };
+    let settings = EnrollSettings {
+        grpc_endpoint: format!("{}:{}", config.public_host, config.grpc.listen.port()),
+        broker,
+        node_certificate: std::time::Duration::from_secs(
+            u64::from(config.pki.node_certificate_hours) * 3600,
+        ),
+    };
+    let ca_key = pki.ca.key_pem();
+    let crl_path = pki.paths.dir.join(crate::enroll::crl::CRL_FILE);
+    let crl = RevocationList::new(crl_path, pki.ca.cert_pem(), &ca_key)?;
+    let ca = obs_common::pki::CertificateAuthority::from_pem(pki.ca.cert_pem(), &ca_key)?;
+    Ok(Enrollment::new(EnrollmentParts {
+        settings,
+        ca,
+        store: stores.registry.clone(),
+        sites,
+        crl,
+        live: live.clone(),
+        topics,
+        sessions,
+    })?)
+}
+
 /// Runs the hub until `shutdown` is cancelled.
 pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -104,11 +162,26 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
     tracing::info!(ca_hash = pki.ca_hash(), data_dir = %config.data_dir.display(), "hub starting");
     let stores = open_stores(&config).await?;
     let live = LiveSites::default();
+    // Loaded before the broker and the bridge start: both refuse sites
+    // that are not active.
+    let sites = SiteRegistry::load(stores.registry.clone())
+        .await
+        .context("loading the site registry")?;
+    let mut sessions: Option<Arc<dyn SessionCloser>> = None;
+    let mut topics = None;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let outbound = match &config.mqtt {
         MqttConfig::Embedded { listen } => {
-            embedded::start(*listen, &pki.paths, inbound_tx, shutdown.clone())?
+            let broker = embedded::start(
+                *listen,
+                &pki.paths,
+                sites.clone(),
+                inbound_tx,
+                shutdown.clone(),
+            )?;
+            sessions = Some(broker.sessions);
+            broker.outbound
         }
         MqttConfig::External {
             host,
@@ -142,22 +215,27 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
                 outbound,
                 config.limits,
                 live.clone(),
-            );
+                sites.clone(),
+            )
+            .with_site_maintenance(SiteMaintenance::new(stores.segments.clone()));
             tasks.spawn(ingest.run(inbound_rx, shutdown.clone()));
         }
         StreamConfig::Kafka(kafka) => {
             let log = Arc::new(KafkaLog::connect(kafka).await?);
+            topics = Some(log.clone());
             let bridge = KafkaBridge::new(
                 log,
                 stores.telemetry.clone(),
                 outbound,
                 config.limits,
                 live.clone(),
+                sites.clone(),
             );
             tasks.spawn(bridge.run(inbound_rx, shutdown.clone()));
             let (kafka, store, stop) = (kafka.clone(), stores.telemetry.clone(), shutdown.clone());
+            let maintenance = SiteMaintenance::new(stores.segments.clone());
             tasks.spawn(async move {
-                if let Err(error) = sink::run(kafka, store, stop.clone()).await {
+                if let Err(error) = sink::run(kafka, store, maintenance, stop.clone()).await {
                     tracing::error!(%error, "sink failed; stopping the hub");
                     stop.cancel();
                 }
@@ -176,10 +254,23 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
         }
     });
 
+    let enrollment = Arc::new(start_enrollment(
+        &config, &pki, &stores, sites, &live, topics, sessions,
+    )?);
+    enrollment
+        .write_crl()
+        .await
+        .context("writing the revocation list at start")?;
+    tasks.spawn(enrollment.clone().keep_fresh(shutdown.clone()));
     let context = ApiContext {
         auth: crate::access::Authenticator::new(stores.access.clone()),
         telemetry: stores.telemetry.clone(),
         live,
+        enrollment,
+        segments: stores.segments.clone(),
+        mirror_layout: Arc::new(crate::api::manufacturing::RegistryLayout(
+            stores.registry.clone(),
+        )),
     };
     let api_result = api::serve(config.grpc.listen, &pki.paths, context, shutdown.clone()).await;
     shutdown.cancel();

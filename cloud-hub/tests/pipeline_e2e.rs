@@ -75,7 +75,7 @@ async fn streamed_batches_are_stored_exactly_once_with_matching_rollups(mode: Mo
     let token = hub.token("viewer");
     let ca = hub.ca();
     let site = unique_site("st");
-    let (cert, key) = site_identity(&ca, &site);
+    let (cert, key) = hub.enroll_site(&site).await;
     let mut node =
         FakeNode::connect(&site, hub.mqtt_port, ca.cert_pem(), Some((&cert, &key))).await;
     for seq in 1..=50 {
@@ -147,7 +147,7 @@ async fn a_hub_killed_mid_stream_loses_nothing_and_stores_nothing_twice(mode: Mo
     let token = hub.token("viewer");
     let ca = hub.ca();
     let site = unique_site("kil");
-    let (cert, key) = site_identity(&ca, &site);
+    let (cert, key) = hub.enroll_site(&site).await;
     let mut node =
         FakeNode::connect(&site, hub.mqtt_port, ca.cert_pem(), Some((&cert, &key))).await;
     for seq in 1..=20 {
@@ -249,7 +249,7 @@ async fn a_rejected_batch_is_settled_and_nothing_of_it_stored(mode: Mode) {
     let ca = hub.ca();
     let site = unique_site("rej");
     let other = unique_site("oth");
-    let (cert, key) = site_identity(&ca, &site);
+    let (cert, key) = hub.enroll_site(&site).await;
     let mut node =
         FakeNode::connect(&site, hub.mqtt_port, ca.cert_pem(), Some((&cert, &key))).await;
     // Seq 1 names another site; seq 2 is fine.
@@ -292,7 +292,7 @@ async fn sites_are_confined_to_their_prefix_and_strangers_cannot_connect() {
 
     // Publishing under another site's prefix: the broker drops the client
     // and nothing reaches the hub.
-    let (cert, key) = site_identity(&ca, "intruder");
+    let (cert, key) = hub.enroll_site("intruder").await;
     let intruder = FakeNode::connect(
         "intruder",
         hub.mqtt_port,

@@ -182,17 +182,30 @@ pub fn split_hub(hub: &str) -> Result<(String, ServerName<'static>), GrpcError> 
     Ok((hub.to_owned(), name))
 }
 
-/// A gRPC channel to `hub` over TLS with `config`.
+/// A gRPC channel to `hub` over TLS with `config`; every call is bounded
+/// by a 60 s timeout.
 pub async fn connect(hub: &str, config: rustls::ClientConfig) -> Result<Channel, GrpcError> {
+    connect_with_timeout(hub, config, Some(RPC_TIMEOUT)).await
+}
+
+/// [`connect`] with another bound on each call (`None`: unbounded, for long
+/// client-streaming uploads whose answer comes only at their end).
+pub async fn connect_with_timeout(
+    hub: &str,
+    config: rustls::ClientConfig,
+    rpc_timeout: Option<Duration>,
+) -> Result<Channel, GrpcError> {
     let (address, server_name) = split_hub(hub)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let endpoint = Endpoint::from_shared(format!("http://{hub}"))
+    let mut endpoint = Endpoint::from_shared(format!("http://{hub}"))
         .map_err(|e| GrpcError::Connect {
             hub: hub.to_owned(),
             reason: format!("bad endpoint: {e}"),
         })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(RPC_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(timeout) = rpc_timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
     let service = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
         let connector = connector.clone();
         let address = address.clone();

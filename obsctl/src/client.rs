@@ -15,8 +15,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Connects as `connection` says.
+    /// Connects as `connection` says; every call is bounded by 60 s.
     pub async fn connect(connection: &Connection) -> anyhow::Result<Hub> {
+        Self::connect_with_timeout(connection, Some(std::time::Duration::from_secs(60))).await
+    }
+
+    /// [`Hub::connect`] with another bound on each call (`None` for uploads,
+    /// whose answer comes only once the whole file is sent).
+    pub async fn connect_with_timeout(
+        connection: &Connection,
+        rpc_timeout: Option<std::time::Duration>,
+    ) -> anyhow::Result<Hub> {
         let config = match (&connection.ca_hash, &connection.ca_file) {
             (Some(hash), _) => grpc::pinned_config(grpc::parse_ca_hash(hash)?)?,
             (None, Some(path)) => {
@@ -28,7 +37,7 @@ impl Hub {
                 "how to trust the hub: pass --ca-hash sha256:... (OBS_CA_HASH, printed by `cloud-hub print-ca-hash`) or --ca-file (OBS_CA_FILE)"
             ),
         };
-        let channel = grpc::connect(&connection.hub, config).await?;
+        let channel = grpc::connect_with_timeout(&connection.hub, config, rpc_timeout).await?;
         Ok(Hub {
             channel,
             token: connection.token.clone(),

@@ -3,4 +3,6 @@
 pub mod cli;
 pub mod client;
 pub mod output;
+pub mod segments;
+pub mod sites;
 pub mod telemetry;

@@ -71,6 +71,8 @@ async fn passes_the_telemetry_store_suite() {
         let started = Instant::now();
         telemetry_store_suite(&store, "site").await;
         cloud_hub::store::conformance::access_store_suite(&store).await;
+        cloud_hub::store::conformance::registry_store_suite(&store, "nrt").await;
+        cloud_hub::store::conformance::segment_store_suite(&store, "nrt").await;
         println!(
             "cassandra store: connect + schema {:.2} s, conformance suite {:.2} s",
             connected.as_secs_f64(),

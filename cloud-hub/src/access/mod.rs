@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-pub use self::token::{ApiToken, MintedToken, hash_secret};
+pub use self::token::{ApiToken, MintedToken, hash_secret, secret_matches};
 use crate::store::StoreResult;
 
 /// Roles of API callers, each allowed what the one below it may do.

@@ -1,21 +1,28 @@
 //! The gRPC API (TLS on `grpc.listen`): every service, reflection and
 //! `grpc.health.v1`. Every call checks its caller's role first.
 
+pub mod enrollment;
+pub mod manufacturing;
 mod status;
 pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use obs_proto::v1::enrollment_service_server::EnrollmentServiceServer;
+use obs_proto::v1::manufacturing_service_server::ManufacturingServiceServer;
 use obs_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-pub use self::status::{store_status, time_from_ns, time_to_ns};
+pub use self::status::manufacturing_status;
+pub use self::status::{enroll_status, store_status, time_from_ns, time_to_ns};
 use crate::access::Authenticator;
+use crate::enroll::Enrollment;
 use crate::live::LiveSites;
 use crate::pki::PkiPaths;
 use crate::store::TelemetryStore;
+use crate::store::segments::SegmentStore;
 
 /// What the services need.
 #[derive(Clone)]
@@ -23,6 +30,10 @@ pub struct ApiContext {
     pub auth: Authenticator,
     pub telemetry: Arc<dyn TelemetryStore>,
     pub live: LiveSites,
+    pub enrollment: Arc<Enrollment>,
+    pub segments: Arc<dyn SegmentStore>,
+    /// Segments of each site's mirror, for installation positions.
+    pub mirror_layout: Arc<dyn manufacturing::MirrorLayout>,
 }
 
 /// Errors starting the API.
@@ -44,9 +55,21 @@ pub async fn serve(
         std::fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))
     };
     let identity = Identity::from_pem(read(&pki.server_cert)?, read(&pki.server_key)?);
+    // Client certificates are optional: fog-nodes present theirs to
+    // `RenewCertificate`; operators and first enrolments use tokens.
+    let tls = ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(Certificate::from_pem(read(&pki.ca_cert)?))
+        .client_auth_optional(true);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<TelemetryServiceServer<telemetry::TelemetryApi>>()
+        .await;
+    health_reporter
+        .set_serving::<EnrollmentServiceServer<enrollment::EnrollmentApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ManufacturingServiceServer<manufacturing::ManufacturingApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(obs_proto::FILE_DESCRIPTOR_SET)
@@ -57,10 +80,21 @@ pub async fn serve(
         .map_err(|e| fail(e.to_string()))?;
     tracing::info!(%listen, "grpc api listening (tls)");
     Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
+        .tls_config(tls)
         .map_err(|e| fail(e.to_string()))?
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(ManufacturingServiceServer::new(
+            manufacturing::ManufacturingApi::new(
+                context.auth.clone(),
+                context.segments.clone(),
+                context.telemetry.clone(),
+            )
+            .with_layout(context.mirror_layout.clone()),
+        ))
+        .add_service(EnrollmentServiceServer::new(
+            enrollment::EnrollmentApi::new(context.clone()),
+        ))
         .add_service(TelemetryServiceServer::new(telemetry::TelemetryApi::new(
             context,
         )))

@@ -4,12 +4,55 @@
 use prost_types::Timestamp;
 use tonic::Status;
 
+use super::manufacturing::ManufacturingError;
+use crate::enroll::EnrollError;
 use crate::store::StoreError;
 
 /// A store failure: `UNAVAILABLE` (the client may retry), details logged.
 pub fn store_status(error: StoreError) -> Status {
     tracing::error!(%error, "store call failed");
     Status::unavailable(format!("store unavailable: {error}"))
+}
+
+/// An enrolment refusal or failure. The message never says more than the
+/// error's text (a refused join token does not say which check failed).
+pub fn enroll_status(error: EnrollError) -> Status {
+    let message = error.to_string();
+    match error {
+        EnrollError::InvalidArgument { .. } => Status::invalid_argument(message),
+        EnrollError::AlreadyEnrolled { .. } => Status::failed_precondition(message),
+        EnrollError::TokenRefused { .. } | EnrollError::NoClientCertificate(_) => {
+            Status::unauthenticated(message)
+        }
+        EnrollError::SiteRefused { .. } => Status::permission_denied(message),
+        EnrollError::UnknownSite { .. } => Status::not_found(message),
+        EnrollError::Store(error) => store_status(error),
+        EnrollError::Unavailable(_) => {
+            tracing::error!(error = message, "enrolment dependency failed");
+            Status::unavailable(message)
+        }
+        EnrollError::Internal(_) => {
+            tracing::error!(error = message, "enrolment failed");
+            Status::internal(message)
+        }
+    }
+}
+
+/// A manufacturing-service error; messages name the serial, site or field.
+pub fn manufacturing_status(error: ManufacturingError) -> Status {
+    let message = error.to_string();
+    match error {
+        ManufacturingError::InvalidArgument { .. } => Status::invalid_argument(message),
+        ManufacturingError::NotFound(_) => Status::not_found(message),
+        ManufacturingError::FailedPrecondition(_) => Status::failed_precondition(message),
+        ManufacturingError::AlreadyExists(_) => Status::already_exists(message),
+        ManufacturingError::ResourceExhausted(_) => Status::resource_exhausted(message),
+        ManufacturingError::Stream(status) => {
+            tracing::warn!(%status, "segment upload stream failed; nothing more stored");
+            Status::new(status.code(), message)
+        }
+        ManufacturingError::Store(error) => store_status(error),
+    }
 }
 
 /// Unix ns of a timestamp (saturating).

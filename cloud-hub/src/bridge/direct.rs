@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use obs_proto::v1::{RejectedBatch, TelemetryBatch};
+use obs_proto::v1::{RejectCode, RejectedBatch, TelemetryBatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Parsed, parse, publish_ack};
+use super::{Parsed, admit, parse, publish_ack};
+use crate::enroll::SiteRegistry;
+use crate::ingest::maintenance::SiteMaintenance;
 use crate::ingest::{BatchLimits, Decision, Rejection, SiteState};
 use crate::ingress::{Inbound, Outbound};
 use crate::live::LiveSites;
@@ -22,7 +24,9 @@ pub struct DirectIngest {
     outbound: Box<dyn Outbound>,
     limits: BatchLimits,
     live: LiveSites,
+    sites: SiteRegistry,
     states: HashMap<String, SiteState>,
+    maintenance: Option<SiteMaintenance>,
 }
 
 impl DirectIngest {
@@ -31,14 +35,23 @@ impl DirectIngest {
         outbound: Box<dyn Outbound>,
         limits: BatchLimits,
         live: LiveSites,
+        sites: SiteRegistry,
     ) -> Self {
         DirectIngest {
             store,
             outbound,
             limits,
             live,
+            sites,
             states: HashMap::new(),
+            maintenance: None,
         }
+    }
+
+    /// Also records the maintenance events sites report in their batches.
+    pub fn with_site_maintenance(mut self, maintenance: SiteMaintenance) -> Self {
+        self.maintenance = Some(maintenance);
+        self
     }
 
     /// Handles inbound messages until the channel closes or `shutdown`.
@@ -65,7 +78,9 @@ impl DirectIngest {
     }
 
     async fn handle(&mut self, message: Inbound) {
-        match parse(&message, &self.limits) {
+        let _gate = self.sites.ingest_gate().await;
+        let parsed = parse(&message, &self.limits);
+        match admit(&self.sites, &message, parsed).await {
             Parsed::Batch { site, batch } => {
                 if let Err(error) = self.accept(&site, &batch).await {
                     // Not acknowledged: the fog-node resends it.
@@ -96,12 +111,18 @@ impl DirectIngest {
 
     async fn accept(&mut self, site: &str, batch: &TelemetryBatch) -> StoreResult<()> {
         let store = self.store.clone();
+        let maintenance = self.maintenance.clone();
         let state = self.state(site).await?;
         let decision = state.decide(batch);
         match decision {
             Decision::Accept => {
                 let mut next = state.clone();
                 let writes = next.accept(batch);
+                // Before the batch's rows and state: a crash in between
+                // replays the batch (see `ingest::maintenance`).
+                if let Some(maintenance) = &maintenance {
+                    maintenance.apply(site, batch).await?;
+                }
                 let started = std::time::Instant::now();
                 let written = store.write_batch(batch, &writes, &next).await;
                 crate::metrics::store_write(
@@ -156,6 +177,17 @@ impl DirectIngest {
         };
         self.store.record_dead_letter(&letter).await?;
         self.live.dead_lettered(site);
+        if rejection.code == RejectCode::SiteNotActive {
+            // Nothing of a site that is not active is kept, not even its seq.
+            let rejected = vec![RejectedBatch {
+                seq: batch.seq,
+                code: rejection.code as i32,
+                reason: rejection.reason,
+            }];
+            let (node, upto) = (&batch.node_id, batch.acked_seq);
+            publish_ack(self.outbound.as_ref(), site, node, upto, rejected);
+            return Ok(());
+        }
         let store = self.store.clone();
         let state = self.state(site).await?;
         if state.decide(batch) != Decision::Duplicate {

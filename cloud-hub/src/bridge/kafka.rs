@@ -8,11 +8,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_proto::v1::{RejectedBatch, TelemetryBatch};
+use obs_proto::v1::{RejectCode, RejectedBatch, TelemetryBatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Parsed, parse, publish_ack};
+use super::{Parsed, admit, parse, publish_ack};
+use crate::enroll::SiteRegistry;
 use crate::ingest::{BatchLimits, Decision, SeqTracker};
 use crate::ingress::{Inbound, Outbound};
 use crate::live::LiveSites;
@@ -70,6 +71,7 @@ pub struct KafkaBridge {
     outbound: Box<dyn Outbound>,
     limits: BatchLimits,
     live: LiveSites,
+    sites: SiteRegistry,
     nodes: HashMap<(String, String), NodeProgress>,
     deliveries_tx: mpsc::UnboundedSender<Delivered>,
     deliveries_rx: mpsc::UnboundedReceiver<Delivered>,
@@ -82,6 +84,7 @@ impl KafkaBridge {
         outbound: Box<dyn Outbound>,
         limits: BatchLimits,
         live: LiveSites,
+        sites: SiteRegistry,
     ) -> Self {
         let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
         KafkaBridge {
@@ -90,6 +93,7 @@ impl KafkaBridge {
             outbound,
             limits,
             live,
+            sites,
             nodes: HashMap::new(),
             deliveries_tx,
             deliveries_rx,
@@ -120,7 +124,9 @@ impl KafkaBridge {
     }
 
     async fn handle(&mut self, message: Inbound) {
-        match parse(&message, &self.limits) {
+        let _gate = self.sites.ingest_gate().await;
+        let parsed = parse(&message, &self.limits);
+        match admit(&self.sites, &message, parsed).await {
             Parsed::Batch { site, batch } => self.produce(site, &message, batch, None).await,
             Parsed::Rejected {
                 site,
@@ -141,6 +147,14 @@ impl KafkaBridge {
                     code: rejection.code as i32,
                     reason: rejection.reason,
                 };
+                if rejection.code == RejectCode::SiteNotActive {
+                    // No marker: nothing of a site that is not active
+                    // reaches its topic (a never-enrolled site has none).
+                    let upto = batch.acked_seq;
+                    let out = self.outbound.as_ref();
+                    publish_ack(out, &site, &batch.node_id, upto, vec![rejected]);
+                    return;
+                }
                 // A marker in the site's topic lets the sink settle the seq.
                 let marker = TelemetryBatch {
                     site: site.clone(),

@@ -13,9 +13,10 @@ pub mod kafka;
 
 use bytes::Bytes;
 use obs_common::site::{SiteTopics, site_of_topic};
-use obs_proto::v1::{Ack, NodeStatus, RejectedBatch, TelemetryBatch};
+use obs_proto::v1::{Ack, NodeStatus, RejectCode, RejectedBatch, TelemetryBatch};
 use prost::Message;
 
+use crate::enroll::SiteRegistry;
 use crate::ingest::{BatchLimits, Rejection, check_batch};
 use crate::ingress::{Inbound, Outbound};
 use crate::store::DeadLetter;
@@ -114,6 +115,51 @@ fn classify(message: &Inbound, limits: &BatchLimits) -> Parsed {
     }
 }
 
+/// Refuses what a site that is not active sent: a batch becomes a
+/// `REJECT_CODE_SITE_NOT_ACTIVE` rejection (dead-lettered and acked as
+/// rejected, never stored), a status report a dead letter. Sites that were
+/// never enrolled are refused the same way as revoked ones.
+pub async fn admit(sites: &SiteRegistry, message: &Inbound, parsed: Parsed) -> Parsed {
+    let site = match &parsed {
+        Parsed::Batch { site, .. } | Parsed::Status { site, .. } => site.clone(),
+        Parsed::Rejected { .. } | Parsed::Unusable(_) => return parsed,
+    };
+    if sites.admits(&site).await {
+        return parsed;
+    }
+    let state = match sites.state(&site) {
+        Some(crate::store::registry::SiteState::Revoked) => "revoked",
+        _ => "not enrolled",
+    };
+    match parsed {
+        Parsed::Batch { site, batch } => {
+            let rejection = Rejection {
+                code: RejectCode::SiteNotActive,
+                reason: format!(
+                    "site {site} is {state}: batch seq {} of node {:?} refused",
+                    batch.seq, batch.node_id
+                ),
+            };
+            crate::metrics::batch_rejected(&site, rejection.code.as_str_name());
+            Parsed::Rejected {
+                site,
+                batch,
+                rejection,
+            }
+        }
+        _ => {
+            crate::metrics::dead_letter(&site);
+            Parsed::Unusable(DeadLetter {
+                site: Some(site.clone()),
+                topic: message.topic.clone(),
+                at_unix_ns: crate::time::now_unix_ns(),
+                reason: format!("status of site {site}, which is {state}"),
+                payload: message.payload.to_vec(),
+            })
+        }
+    }
+}
+
 /// Publishes an `Ack` to a site's `down/ack` topic.
 pub fn publish_ack(
     outbound: &dyn Outbound,
@@ -189,6 +235,72 @@ mod tests {
         };
         assert_eq!((site.as_str(), batch.seq), ("nrt", 9));
         assert_eq!(rejection.code, obs_proto::v1::RejectCode::WrongSite);
+    }
+
+    #[tokio::test]
+    async fn batches_and_statuses_of_sites_that_are_not_active_are_refused() {
+        use crate::store::registry::{RegistryStore, SiteRecord, SiteState};
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("h.sqlite")).unwrap(),
+        );
+        let mut nrt = SiteRecord::pending("nrt", 1);
+        nrt.state = SiteState::Active;
+        store.put_site(&nrt).await.unwrap();
+        let mut old = SiteRecord::pending("old", 1);
+        old.state = SiteState::Revoked;
+        store.put_site(&old).await.unwrap();
+        let sites = SiteRegistry::load(store).await.unwrap();
+        let limits = BatchLimits::default();
+        let sample = obs_proto::v1::Sample {
+            device: "dome/shutter/1".into(),
+            attribute: "percentage_open".into(),
+            ts_unix_ns: 1_767_225_600_000_000_000,
+            value: Some(obs_proto::v1::sample::Value::DoubleValue(1.0)),
+            unit: "%".into(),
+            quality: 1,
+        };
+        let batch_of = |site: &str| {
+            let batch = TelemetryBatch {
+                site: site.into(),
+                node_id: "n".into(),
+                seq: 3,
+                samples: vec![sample.clone()],
+                ..Default::default()
+            };
+            inbound(
+                &format!("/tenants/{site}/obs/v1/up/telemetry"),
+                batch.encode_to_vec(),
+            )
+        };
+        let message = batch_of("nrt");
+        let parsed = admit(&sites, &message, parse(&message, &limits)).await;
+        assert!(matches!(parsed, Parsed::Batch { .. }), "{parsed:?}");
+        for (site, state) in [("old", "revoked"), ("stranger", "not enrolled")] {
+            let message = batch_of(site);
+            let Parsed::Rejected { rejection, .. } =
+                admit(&sites, &message, parse(&message, &limits)).await
+            else {
+                panic!("{site}: expected a rejection")
+            };
+            assert_eq!(rejection.code, RejectCode::SiteNotActive);
+            assert!(
+                rejection
+                    .reason
+                    .contains(&format!("site {site} is {state}")),
+                "{}",
+                rejection.reason
+            );
+        }
+        let status = inbound(
+            "/tenants/old/obs/v1/up/status",
+            NodeStatus::default().encode_to_vec(),
+        );
+        let parsed = admit(&sites, &status, parse(&status, &limits)).await;
+        let Parsed::Unusable(letter) = parsed else {
+            panic!("expected a dead letter")
+        };
+        assert_eq!(letter.reason, "status of site old, which is revoked");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! batch counts as applied.
 
 pub mod exposure;
+pub mod maintenance;
 pub mod rollup;
 pub mod seq;
 mod validate;

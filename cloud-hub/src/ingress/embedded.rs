@@ -3,20 +3,34 @@
 //! tenant isolation: a certificate's subject O (the site id) confines that
 //! client to topics under `/tenants/{site}/`. The hub reads and writes
 //! through an in-process link, which has no tenant and sees every site.
+//!
+//! Every CONNECT is also checked against the [`SiteRegistry`]: the client
+//! id (which rumqttd hands the hook before prefixing it with the tenant)
+//! must be an active site and the MQTT username must equal it, so a revoked
+//! or never-enrolled site is refused at its next connect. The hook cannot
+//! see the certificate; a revoked certificate presenting another site's id
+//! still only reaches its own tenant's topics, whose batches the bridge
+//! refuses. [`EmbeddedSessions`] closes a revoked site's live session.
+//!
+//! The router and the listener are built here rather than through
+//! `Broker::start` so that the hub keeps the router handle for that.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet};
 use rumqttd::{
-    Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings, TlsConfig,
+    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+    TlsConfig,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inbound, Outbound};
+use crate::enroll::{SessionCloser, SiteRegistry};
 use crate::pki::PkiPaths;
 
 /// Filter the hub's link subscribes to: every site's uplink topics.
@@ -33,9 +47,32 @@ pub enum EmbeddedBrokerError {
     Start { listen: SocketAddr, reason: String },
 }
 
-fn broker_config(listen: SocketAddr, pki: &PkiPaths) -> Config {
+fn server_settings(listen: SocketAddr, pki: &PkiPaths, sites: SiteRegistry) -> ServerSettings {
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let server = ServerSettings {
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: MAX_PAYLOAD_BYTES,
+        max_inflight_count: 256,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |client_id: String, username: String, _password| {
+        let sites = sites.clone();
+        async move {
+            let admitted = username == client_id && sites.admits(&client_id).await;
+            if !admitted {
+                tracing::warn!(
+                    client_id,
+                    username,
+                    reason = "client id is not an active site, or the username differs",
+                    "mqtt connect refused"
+                );
+            }
+            admitted
+        }
+    });
+    ServerSettings {
         name: "fog-nodes".into(),
         listen,
         tls: Some(TlsConfig::Rustls {
@@ -44,27 +81,54 @@ fn broker_config(listen: SocketAddr, pki: &PkiPaths) -> Config {
             keypath: path(&pki.server_key),
         }),
         next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: MAX_PAYLOAD_BYTES,
-            max_inflight_count: 256,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 1024,
-            max_segment_size: 64 * 1024 * 1024,
-            max_segment_count: 4,
-            ..Default::default()
-        },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
+        connections,
+    }
+}
+
+fn router_config() -> RouterConfig {
+    RouterConfig {
+        max_connections: 10_010,
+        max_outgoing_packet_count: 1024,
+        max_segment_size: 64 * 1024 * 1024,
+        max_segment_count: 4,
         ..Default::default()
     }
+}
+
+type OpenLink = dyn Fn(&str) -> Result<LinkTx, String> + Send + Sync;
+
+/// Closes live sessions of the embedded broker: a local link with the
+/// site's tenant and client id takes the session over (rumqttd drops the
+/// older connection with the same id), then disconnects itself.
+pub struct EmbeddedSessions {
+    open: Box<OpenLink>,
+}
+
+#[async_trait::async_trait]
+impl SessionCloser for EmbeddedSessions {
+    async fn close(&self, site: &str) {
+        match (self.open)(site) {
+            Ok(mut link) => {
+                let disconnect = Packet::Disconnect(
+                    Disconnect {
+                        reason_code: DisconnectReasonCode::NormalDisconnection,
+                    },
+                    None,
+                );
+                if let Err(error) = link.send(disconnect).await {
+                    tracing::warn!(%error, site, "cannot end the session-closing link");
+                }
+                tracing::info!(site, "closed the site's mqtt session");
+            }
+            Err(error) => tracing::warn!(%error, site, "cannot close the site's mqtt session"),
+        }
+    }
+}
+
+/// What [`start`] returns: where acks go and how to close sessions.
+pub struct EmbeddedBroker {
+    pub outbound: Box<dyn Outbound>,
+    pub sessions: std::sync::Arc<EmbeddedSessions>,
 }
 
 /// Acks go out through the hub's link.
@@ -85,34 +149,56 @@ impl Outbound for LinkOutbound {
 }
 
 /// Starts the broker and the hub's link; inbound messages are sent to
-/// `inbound` until `shutdown`.
+/// `inbound` until `shutdown`. Connections are admitted by `sites`.
 pub fn start(
     listen: SocketAddr,
     pki: &PkiPaths,
+    sites: SiteRegistry,
     inbound: mpsc::Sender<Inbound>,
     shutdown: CancellationToken,
-) -> Result<Box<dyn Outbound>, EmbeddedBrokerError> {
+) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
     let fail = |reason: String| EmbeddedBrokerError::Start { listen, reason };
     // Fail early and clearly on a port in use: rumqttd would only log it.
     std::net::TcpListener::bind(listen).map_err(|e| fail(e.to_string()))?;
-    let mut broker = Broker::new(broker_config(listen, pki));
-    let (mut link_tx, link_rx) = broker.link("cloud-hub").map_err(|e| fail(e.to_string()))?;
+    let router_tx = Router::new(0, router_config()).spawn();
+    let (mut link_tx, link_rx, _) = LinkBuilder::new("cloud-hub", router_tx.clone())
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
     link_tx
         .subscribe(UPLINK_FILTER)
         .map_err(|e| fail(e.to_string()))?;
+    let mut server = Server::new(server_settings(listen, pki, sites), router_tx.clone(), V4);
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
-            if let Err(error) = broker.start() {
-                tracing::error!(%error, %listen, "embedded mqtt broker stopped");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    if let Err(error) = runtime.block_on(server.start(LinkType::Remote)) {
+                        tracing::error!(%error, %listen, "embedded mqtt broker stopped");
+                    }
+                }
+                Err(error) => tracing::error!(%error, %listen, "embedded mqtt broker runtime"),
             }
         })
         .map_err(|e| fail(e.to_string()))?;
     tokio::spawn(read_link(link_rx, inbound, shutdown));
     tracing::info!(%listen, "embedded mqtt broker listening (mTLS, tenant per site)");
-    Ok(Box::new(LinkOutbound {
-        tx: Mutex::new(link_tx),
-    }))
+    let open: Box<OpenLink> = Box::new(move |site: &str| {
+        LinkBuilder::new(site, router_tx.clone())
+            .tenant_id(Some(site.to_owned()))
+            .build()
+            .map(|(tx, _rx, _)| tx)
+            .map_err(|e| e.to_string())
+    });
+    Ok(EmbeddedBroker {
+        outbound: Box::new(LinkOutbound {
+            tx: Mutex::new(link_tx),
+        }),
+        sessions: std::sync::Arc::new(EmbeddedSessions { open }),
+    })
 }
 
 async fn read_link(

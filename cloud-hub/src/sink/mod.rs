@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ingest::maintenance::SiteMaintenance;
 use crate::ingest::{Decision, SiteState};
 use crate::store::{StoreError, StoreResult, TelemetryStore};
 use crate::stream::kafka::{KafkaConfig, REJECTED_HEADER, client_config};
@@ -28,10 +29,12 @@ const WORKER_QUEUE: usize = 64;
 /// Longest pause between retries of a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Runs the sink until `shutdown`.
+/// Runs the sink until `shutdown`; `maintenance` records the maintenance
+/// events sites report in their batches.
 pub async fn run(
     config: KafkaConfig,
     store: Arc<dyn TelemetryStore>,
+    maintenance: SiteMaintenance,
     shutdown: CancellationToken,
 ) -> StoreResult<()> {
     let mut client = client_config(&config);
@@ -87,6 +90,7 @@ pub async fn run(
                 site,
                 rx,
                 store.clone(),
+                maintenance.clone(),
                 consumer.clone(),
                 shutdown.clone(),
             ));
@@ -135,6 +139,7 @@ async fn worker(
     site: String,
     mut messages: mpsc::Receiver<OwnedMessage>,
     store: Arc<dyn TelemetryStore>,
+    maintenance: SiteMaintenance,
     consumer: Arc<StreamConsumer>,
     shutdown: CancellationToken,
 ) {
@@ -151,7 +156,16 @@ async fn worker(
     let mut state = loaded.unwrap_or_default();
     while let Some(message) = messages.recv().await {
         crate::metrics::sink_queued(&site, messages.len());
-        if !apply(&site, &message, &mut state, store.as_ref(), &shutdown).await {
+        if !apply(
+            &site,
+            &message,
+            &mut state,
+            store.as_ref(),
+            &maintenance,
+            &shutdown,
+        )
+        .await
+        {
             return;
         }
         if let Err(error) = consumer.store_offset(&topic, message.partition(), message.offset()) {
@@ -167,6 +181,7 @@ async fn apply(
     message: &OwnedMessage,
     state: &mut SiteState,
     store: &dyn TelemetryStore,
+    maintenance: &SiteMaintenance,
     shutdown: &CancellationToken,
 ) -> bool {
     if validate_site_id(site).is_err() {
@@ -194,6 +209,15 @@ async fn apply(
         })
         .await
     } else {
+        // Before the batch's rows and state: a crash in between replays the
+        // batch (see `ingest::maintenance`).
+        let recorded = retry("recording site maintenance", shutdown, || {
+            maintenance.apply(site, &batch)
+        })
+        .await;
+        if recorded.is_none() {
+            return false;
+        }
         let writes = next.accept(&batch);
         retry("writing a batch", shutdown, || async {
             let started = std::time::Instant::now();

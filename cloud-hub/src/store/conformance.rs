@@ -2,8 +2,11 @@
 //! embedded store in unit tests and against Cassandra in `tests/`.
 //! Panics with a message naming the failed expectation.
 
+mod segments;
+
 use obs_proto::v1::{Sample, TelemetryBatch, sample};
 
+pub use self::segments::segment_store_suite;
 use super::{DeadLetter, SeriesQuery, TelemetryStore};
 use crate::ingest::{Aggregate, Decision, Resolution, SiteState};
 
@@ -287,5 +290,163 @@ pub async fn access_store_suite<S: crate::access::AccessStore>(store: &S) {
         subjects,
         vec!["CSOA-M1-T2-0008", "CSOA-M1-T2-0007"],
         "newest first"
+    );
+}
+
+/// Everything a store must do for enrolment: sites, join tokens consumed
+/// exactly once under concurrency, issued certificates and revocations.
+/// `site` must be unused.
+pub async fn registry_store_suite<S: crate::store::registry::RegistryStore>(store: &S, site: &str) {
+    use crate::store::registry::{
+        JoinTokenRecord, Revocation, SiteCertificate, SiteLocation, SiteRecord, SiteState,
+    };
+    assert!(store.get_site(site).await.expect("get site").is_none());
+
+    // A pending site, then the same site enrolled (a replace, not a second row).
+    let mut record = SiteRecord::pending(site, T0);
+    record.display_name = "Roque de los Muchachos".into();
+    record.location = Some(SiteLocation {
+        latitude_deg: 28.7606,
+        longitude_deg: -17.8816,
+        altitude_m: 2396.0,
+    });
+    record.mirror_segments = 36;
+    store.put_site(&record).await.expect("put pending site");
+    assert_eq!(
+        store.get_site(site).await.expect("get site"),
+        Some(record.clone())
+    );
+    record.state = SiteState::Active;
+    record.enrolled_at_unix_ns = Some(T0 + S);
+    record.certificate_not_after_unix_ns = Some(T0 + 86_400 * S);
+    store.put_site(&record).await.expect("put active site");
+    let second = format!("{site}b");
+    let other = SiteRecord::pending(&second, T0);
+    store.put_site(&other).await.expect("put second site");
+    let listed: Vec<SiteRecord> = store
+        .list_sites()
+        .await
+        .expect("list sites")
+        .into_iter()
+        .filter(|s| s.site == site || s.site == second)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![record.clone(), other],
+        "ordered by id, replaced"
+    );
+
+    // A join token: stored hashed, found by id, consumed exactly once even
+    // when eight callers race for it.
+    let token = JoinTokenRecord {
+        id: format!("t{}", &site[..site.len().min(5)]),
+        secret_sha256: crate::access::hash_secret("secret"),
+        site: site.into(),
+        created_at_unix_ns: T0,
+        expires_at_unix_ns: T0 + 3600 * S,
+        used_at_unix_ns: None,
+        created_by: "ops".into(),
+        reenroll: false,
+    };
+    store.insert_join_token(&token).await.expect("insert token");
+    assert_eq!(
+        store.find_join_token(&token.id).await.expect("find token"),
+        Some(token.clone())
+    );
+    assert!(
+        !store
+            .consume_join_token(&token.id, &second, T0 + S)
+            .await
+            .expect("consume for another site"),
+        "a token is consumed only for its own site"
+    );
+    let racers = (0..8).map(|i| store.consume_join_token(&token.id, site, T0 + 2 * S + i));
+    let won: Vec<bool> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("consume"))
+        .collect();
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "exactly one concurrent consumer wins: {won:?}"
+    );
+    let used = store
+        .find_join_token(&token.id)
+        .await
+        .expect("find token")
+        .expect("the token");
+    assert!(used.used_at_unix_ns.is_some_and(|at| at >= T0 + 2 * S));
+    assert!(
+        !store
+            .consume_join_token(&token.id, site, T0 + 99 * S)
+            .await
+            .expect("consume again"),
+        "a used token stays used"
+    );
+    assert!(
+        !store
+            .consume_join_token("nosuch", site, T0)
+            .await
+            .expect("consume unknown"),
+        "an unknown token is not consumed"
+    );
+    assert!(
+        store
+            .find_join_token("nosuch")
+            .await
+            .expect("find")
+            .is_none(),
+        "consuming an unknown id creates nothing"
+    );
+
+    // Issued certificates, oldest first; revocations.
+    for (i, serial) in ["0aff01", "7f0002"].iter().enumerate() {
+        let certificate = SiteCertificate {
+            site: site.into(),
+            serial_hex: (*serial).into(),
+            issued_at_unix_ns: T0 + i as i64 * S,
+            not_after_unix_ns: T0 + 86_400 * S,
+        };
+        store
+            .record_certificate(&certificate)
+            .await
+            .expect("record certificate");
+    }
+    let serials: Vec<String> = store
+        .site_certificates(site)
+        .await
+        .expect("certificates")
+        .into_iter()
+        .map(|c| c.serial_hex)
+        .collect();
+    assert_eq!(serials, vec!["0aff01", "7f0002"]);
+    assert!(
+        store
+            .site_certificates(&second)
+            .await
+            .expect("certificates")
+            .is_empty()
+    );
+    let revocation = Revocation {
+        site: site.into(),
+        at_unix_ns: T0 + 10 * S,
+        reason: "stolen fog-node".into(),
+        revoked_by: "ops".into(),
+    };
+    store
+        .record_revocation(&revocation)
+        .await
+        .expect("record revocation");
+    assert_eq!(
+        store.revocations(site).await.expect("revocations"),
+        vec![revocation]
+    );
+    assert!(
+        store
+            .revocations(&second)
+            .await
+            .expect("revocations")
+            .is_empty()
     );
 }

@@ -5,6 +5,8 @@
 pub mod cassandra;
 #[doc(hidden)]
 pub mod conformance;
+pub mod registry;
+pub mod segments;
 pub mod sqlite;
 
 use async_trait::async_trait;

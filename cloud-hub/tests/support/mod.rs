@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 
 use obs_common::pki::{CertificateAuthority, NodeKey};
 use obs_common::site::SiteTopics;
+use obs_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use obs_proto::v1::telemetry_service_client::TelemetryServiceClient;
-use obs_proto::v1::{Ack, Sample, TelemetryBatch, sample};
+use obs_proto::v1::{
+    Ack, CreateJoinTokenRequest, CreateJoinTokenResponse, EnrollRequest, EnrollResponse, Sample,
+    TelemetryBatch, sample,
+};
 use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -123,6 +127,18 @@ impl Hub {
         Hub::start(&mode_config(mode, embedded_port), mqtt_port, ca_files)
     }
 
+    /// A hub in external mode on the Mosquitto listening on `mqtt_port`
+    /// (which trusts the dev CA, supplied to the hub as its CA), with Kafka
+    /// and Cassandra as in [`Mode::MosquittoKafkaCassandra`].
+    pub fn start_on_mosquitto(mqtt_port: u16) -> Hub {
+        let (dev_port, cert, key) = dev_mosquitto();
+        let config = mode_config(Mode::MosquittoKafkaCassandra, free_port()).replace(
+            &format!("port = {dev_port}\n"),
+            &format!("port = {mqtt_port}\n"),
+        );
+        Hub::start(&config, mqtt_port, Some((cert, key)))
+    }
+
     /// Writes a config (`extra` TOML after the common keys) and starts the hub.
     fn start(extra: &str, mqtt_port: u16, ca_files: Option<(String, String)>) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -226,6 +242,12 @@ impl Hub {
 
     /// The hub CA (the test plays the enrolment step by signing with it).
     pub fn ca(&self) -> CertificateAuthority {
+        let (cert, key) = self.ca_pem();
+        CertificateAuthority::from_pem(&cert, &key).expect("hub ca")
+    }
+
+    /// The hub CA's certificate and key (PEM).
+    pub fn ca_pem(&self) -> (String, String) {
         let pki = self.data_dir().join("pki");
         let (cert, key) = match &self.ca_files {
             Some((cert, key)) => (PathBuf::from(cert), PathBuf::from(key)),
@@ -233,7 +255,7 @@ impl Hub {
         };
         let cert = std::fs::read_to_string(cert).expect("ca certificate");
         let key = std::fs::read_to_string(key).expect("ca key");
-        CertificateAuthority::from_pem(&cert, &key).expect("hub ca")
+        (cert, key)
     }
 
     /// Mints an API token with `cloud-hub admin token`.
@@ -252,19 +274,76 @@ impl Hub {
             .to_owned()
     }
 
-    /// A TelemetryService client over TLS trusting the hub CA.
-    pub async fn telemetry(&self) -> TelemetryServiceClient<Channel> {
-        let tls = ClientTlsConfig::new()
+    /// A gRPC channel over TLS trusting the hub CA, presenting `identity`
+    /// (chain, key) when given.
+    pub async fn channel(&self, identity: Option<(&str, &str)>) -> Channel {
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.ca().cert_pem()))
             .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc_port))
+        if let Some((chain, key)) = identity {
+            tls = tls.identity(Identity::from_pem(chain, key));
+        }
+        Channel::from_shared(format!("https://127.0.0.1:{}", self.grpc_port))
             .expect("uri")
             .tls_config(tls)
             .expect("tls")
             .connect()
             .await
-            .expect("connect grpc");
-        TelemetryServiceClient::new(channel)
+            .expect("connect grpc")
+    }
+
+    /// A TelemetryService client over TLS trusting the hub CA.
+    pub async fn telemetry(&self) -> TelemetryServiceClient<Channel> {
+        TelemetryServiceClient::new(self.channel(None).await)
+    }
+
+    /// An EnrollmentService client over TLS trusting the hub CA.
+    pub async fn enrollment(&self) -> EnrollmentServiceClient<Channel> {
+        EnrollmentServiceClient::new(self.channel(None).await)
+    }
+
+    /// `CreateJoinToken` for `site` with an admin token.
+    pub async fn join_token(&self, admin: &str, site: &str) -> CreateJoinTokenResponse {
+        let request = CreateJoinTokenRequest {
+            site: site.into(),
+            ..Default::default()
+        };
+        self.enrollment()
+            .await
+            .create_join_token(authed(request, admin))
+            .await
+            .unwrap_or_else(|e| panic!("join token for {site}: {e}\n{}", self.log()))
+            .into_inner()
+    }
+
+    /// `Enroll` with `token` and a CSR of a key made here: (response, key PEM).
+    pub async fn enroll_with(&self, token: &str, node_id: &str) -> (EnrollResponse, String) {
+        let key = NodeKey::generate().expect("key");
+        let request = EnrollRequest {
+            token: token.into(),
+            csr_pem: key.csr_pem(node_id).expect("csr"),
+            node_id: node_id.into(),
+            fog_node_version: "test".into(),
+        };
+        let response = self
+            .enrollment()
+            .await
+            .enroll(request)
+            .await
+            .unwrap_or_else(|e| panic!("enroll: {e}\n{}", self.log()))
+            .into_inner();
+        (response, key.key_pem())
+    }
+
+    /// Enrols `site` over the real gRPC API (an admin token minted with
+    /// `cloud-hub admin token`, `CreateJoinToken`, `Enroll` with a CSR of a
+    /// key made here): its (chain PEM, key PEM).
+    pub async fn enroll_site(&self, site: &str) -> (String, String) {
+        let admin = self.token("admin");
+        let token = self.join_token(&admin, site).await.token;
+        let (response, key) = self.enroll_with(&token, "node-1").await;
+        assert_eq!(response.site, site);
+        (response.certificate_chain_pem, key)
     }
 }
 
@@ -283,7 +362,8 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-/// A site identity signed by `ca`: (chain PEM, key PEM).
+/// A site identity signed by `ca` directly, without enrolment: (chain PEM,
+/// key PEM). The hub refuses such a site unless it was enrolled.
 pub fn site_identity(ca: &CertificateAuthority, site: &str) -> (String, String) {
     let key = NodeKey::generate().expect("key");
     let csr = key.csr_pem("node-1").expect("csr");
@@ -321,6 +401,8 @@ pub struct FakeNode {
     pub client: AsyncClient,
     pub acks: watch::Receiver<u64>,
     pub errors: watch::Receiver<Option<String>>,
+    /// Every ack received, with when.
+    pub history: Arc<std::sync::Mutex<Vec<(Instant, Ack)>>>,
     pub site: String,
     topics: SiteTopics,
     driver: tokio::task::JoinHandle<()>,
@@ -341,8 +423,23 @@ impl FakeNode {
         ca_pem: &str,
         identity: Option<(&str, &str)>,
     ) -> FakeNode {
+        FakeNode::connect_as(site, site, port, ca_pem, identity).await
+    }
+
+    /// [`connect`](Self::connect) with another MQTT client id (Mosquitto
+    /// confines a client by its certificate's CN, not by its client id).
+    pub async fn connect_as(
+        client_id: &str,
+        site: &str,
+        port: u16,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> FakeNode {
         let tls = obs_common::tls::client_config(ca_pem, identity).expect("tls");
-        let mut options = MqttOptions::new(site, "127.0.0.1", port);
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        // The embedded broker admits a connect whose client id and username
+        // name an active site (Mosquitto takes the username from the CN).
+        options.set_credentials(site, "");
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
         options.set_transport(Transport::tls_with_config(
@@ -353,12 +450,22 @@ impl FakeNode {
         let (ack_tx, acks) = watch::channel(0u64);
         let (err_tx, errors) = watch::channel(None);
         let ack_topic = topics.ack.clone();
+        let resubscriber = client.clone();
+        let history = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = history.clone();
         let driver = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    // A clean session: subscribe again after every connect.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = resubscriber.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                         if let Ok(ack) = Ack::decode(p.payload.as_ref()) {
                             ack_tx.send_modify(|v| *v = (*v).max(ack.up_to_seq));
+                            if let Ok(mut seen) = seen.lock() {
+                                seen.push((Instant::now(), ack));
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -369,14 +476,11 @@ impl FakeNode {
                 }
             }
         });
-        client
-            .subscribe(&topics.ack, QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
         FakeNode {
             client,
             acks,
             errors,
+            history,
             site: site.into(),
             topics,
             driver,

@@ -77,7 +77,11 @@ pub(crate) async fn run(
         &enrollment.mqtt.host,
         enrollment.mqtt.port,
     );
+    // The hub's embedded broker admits a CONNECT only when its client id
+    // and username name an active site; Mosquitto takes the username from
+    // the certificate's CN instead and ignores this one.
     options
+        .set_credentials(&enrollment.mqtt.client_id, "")
         .set_clean_session(true)
         .set_keep_alive(Duration::from_secs(config.keep_alive_s))
         .set_inflight(u16::try_from(config.window + 8).unwrap_or(u16::MAX))

@@ -25,8 +25,10 @@
 
 mod access;
 mod keys;
+mod registry;
 mod rows;
 mod schema;
+mod segments;
 mod statements;
 mod telemetry;
 mod write;

@@ -11,6 +11,17 @@
 //! ingest_progress  ((site))
 //! dead_letters     ((site, day), at DESC, id)              site '' = unknown
 //! dead_letter_counts ((shard), site)                        counter, one partition
+//! api_tokens       ((id))
+//! audit_log        ((day), at DESC, id)
+//! sites            ((shard), site)                          one partition (shard = 0)
+//! join_tokens      ((id))                                   used_at set by an LWT
+//! site_certificates ((site), serial)
+//! revocations      ((site), at)
+//! segments         ((serial))                               current record version
+//! segment_versions ((serial), version)
+//! installations    ((site), position, installed_at DESC)
+//! installations_by_serial ((serial), installed_at DESC)
+//! maintenance      ((serial), at, kind)
 //! ```
 //!
 //! `day` is the UTC day number and `month` the month number since 1970-01
@@ -177,7 +188,48 @@ pub fn tables_cql(keyspace: &str, sample_ttl_seconds: u32) -> Vec<(&'static str,
                  PRIMARY KEY ((day), at, id)) WITH CLUSTERING ORDER BY (at DESC, id DESC)"
             ),
         ),
+        // Registry (enrolment): see `registry.rs`. Every site lives in one
+        // partition (`shard = 0`): the hub lists them all every few seconds.
+        (
+            "sites",
+            format!(
+                "CREATE TABLE IF NOT EXISTS {k}.sites (\
+                 shard int, site text, display_name text, latitude_deg double, \
+                 longitude_deg double, altitude_m double, mirror_segments int, state text, \
+                 created_at bigint, enrolled_at bigint, revoked_at bigint, revoke_reason text, \
+                 certificate_not_after bigint, \
+                 PRIMARY KEY ((shard), site))"
+            ),
+        ),
+        (
+            "join_tokens",
+            format!(
+                "CREATE TABLE IF NOT EXISTS {k}.join_tokens (\
+                 id text PRIMARY KEY, secret_sha256 text, site text, created_at bigint, \
+                 expires_at bigint, used_at bigint, created_by text, reenroll boolean)"
+            ),
+        ),
+        (
+            "site_certificates",
+            format!(
+                "CREATE TABLE IF NOT EXISTS {k}.site_certificates (\
+                 site text, serial text, issued_at bigint, not_after bigint, \
+                 PRIMARY KEY ((site), serial))"
+            ),
+        ),
+        (
+            "revocations",
+            format!(
+                "CREATE TABLE IF NOT EXISTS {k}.revocations (\
+                 site text, at bigint, reason text, revoked_by text, \
+                 PRIMARY KEY ((site), at)) WITH CLUSTERING ORDER BY (at ASC)"
+            ),
+        ),
     ]
+    .into_iter()
+    // Segment records, installations, maintenance: see `segments.rs`.
+    .chain(super::segments::tables_cql(k))
+    .collect()
 }
 
 /// Creates the keyspace (if missing) and every table (if missing).
@@ -280,7 +332,7 @@ mod tests {
     fn every_statement_is_idempotent_and_qualified() {
         assert!(keyspace_cql("obs", 3).contains("'replication_factor': 3"));
         let tables = tables_cql("obs", 86_400);
-        assert_eq!(tables.len(), 10);
+        assert_eq!(tables.len(), 19);
         for (table, cql) in &tables {
             assert!(
                 cql.starts_with(&format!("CREATE TABLE IF NOT EXISTS obs.{table} (")),

@@ -5,7 +5,9 @@
 //! one connection for writes and one for reads (WAL lets them overlap).
 
 mod access;
+mod registry;
 mod schema;
+mod segments;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
@@ -111,6 +113,8 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("hub.sqlite")).unwrap();
         crate::store::conformance::telemetry_store_suite(&store, "nrt").await;
         crate::store::conformance::access_store_suite(&store).await;
+        crate::store::conformance::registry_store_suite(&store, "nrt").await;
+        crate::store::conformance::segment_store_suite(&store, "nrt").await;
     }
 
     #[tokio::test]

@@ -59,6 +59,57 @@ const MIGRATIONS: &[&str] = &[
         role TEXT NOT NULL, method TEXT NOT NULL, subject TEXT NOT NULL
     );
     ",
+    // 3: registry (enrolment): sites, hashed join tokens, issued certificates, revocations
+    "
+    CREATE TABLE sites (
+        site TEXT PRIMARY KEY NOT NULL, display_name TEXT NOT NULL,
+        latitude_deg REAL, longitude_deg REAL, altitude_m REAL,
+        mirror_segments INTEGER NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL,
+        enrolled_at INTEGER, revoked_at INTEGER, revoke_reason TEXT NOT NULL,
+        certificate_not_after INTEGER
+    );
+    CREATE TABLE join_tokens (
+        id TEXT PRIMARY KEY NOT NULL, secret_sha256 TEXT NOT NULL, site TEXT NOT NULL,
+        created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,
+        created_by TEXT NOT NULL, reenroll INTEGER NOT NULL
+    );
+    CREATE TABLE site_certificates (
+        site TEXT NOT NULL, serial TEXT NOT NULL,
+        issued_at INTEGER NOT NULL, not_after INTEGER NOT NULL,
+        PRIMARY KEY (site, serial)
+    ) WITHOUT ROWID;
+    CREATE TABLE revocations (
+        site TEXT NOT NULL, at INTEGER NOT NULL, reason TEXT NOT NULL, revoked_by TEXT NOT NULL,
+        PRIMARY KEY (site, at)
+    ) WITHOUT ROWID;
+    ",
+    // 4: segments (manufacturing records and their versions, installations,
+    // maintenance); the Cassandra tables of `store::segments`, with one
+    // installations table indexed both ways
+    "
+    CREATE TABLE segments (
+        serial TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, record BLOB NOT NULL,
+        uploaded_at INTEGER NOT NULL, uploaded_by TEXT NOT NULL, source TEXT NOT NULL
+    );
+    CREATE TABLE segment_versions (
+        serial TEXT NOT NULL, version INTEGER NOT NULL, record BLOB NOT NULL,
+        uploaded_at INTEGER NOT NULL, uploaded_by TEXT NOT NULL, source TEXT NOT NULL,
+        PRIMARY KEY (serial, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE installations (
+        site TEXT NOT NULL, position INTEGER NOT NULL, installed_at INTEGER NOT NULL,
+        serial TEXT NOT NULL, removed_at INTEGER,
+        PRIMARY KEY (site, position, installed_at)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX installations_by_serial ON installations (serial, installed_at);
+    CREATE TABLE maintenance (
+        serial TEXT NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL,
+        reflectivity_before TEXT NOT NULL, reflectivity_after TEXT NOT NULL,
+        notes TEXT NOT NULL, source TEXT NOT NULL, site TEXT NOT NULL, position INTEGER NOT NULL,
+        coating_batch TEXT NOT NULL, recorded_at INTEGER NOT NULL,
+        PRIMARY KEY (serial, at, kind)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

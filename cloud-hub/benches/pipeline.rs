@@ -1,0 +1,355 @@
+//! Throughput and latency of the distributed pipeline, each next to a raw
+//! baseline in the same run: `cargo bench -p cloud-hub --bench pipeline`.
+//! Needs the services of `scripts/services.sh up`. Prints figures; asserts
+//! nothing about speed.
+//!
+//! 1. bridge: `KafkaBridge` (decode, checks, idempotent `acks=all` produce,
+//!    cumulative acks) vs a raw rdkafka producer sending the same payloads
+//!    with the same settings;
+//! 2. sink: `CassandraStore::write_batch` (raw samples + latest + rollups +
+//!    exposure + state) vs raw scylla inserts of the same samples into the
+//!    same `samples` table with the same batching;
+//! 3. end to end: a `cloud-hub serve` process (Kafka + Cassandra) fed over
+//!    mTLS MQTT; durable samples/s and sample -> queryable latency.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cloud_hub::bridge::kafka::KafkaBridge;
+use cloud_hub::ingest::{BatchLimits, SiteState};
+use cloud_hub::ingress::{Inbound, Outbound};
+use cloud_hub::live::LiveSites;
+use cloud_hub::store::TelemetryStore;
+use cloud_hub::store::cassandra::CassandraStore;
+use cloud_hub::stream::kafka::{KafkaConfig, KafkaLog};
+use obs_common::site::SiteTopics;
+use obs_proto::v1::{Ack, GetIngestStatsRequest, Sample, TelemetryBatch, sample};
+use prost::Message;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const BATCHES: u64 = 300;
+const PER_BATCH: usize = 1000;
+const SERIES: usize = 20;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000_000)
+        .unwrap_or_default();
+    format!("{}{nanos}", std::process::id())
+}
+
+/// Batch `seq`: 1000 samples over 20 series, 50 s of 1 Hz data each.
+fn batch(site: &str, seq: u64) -> TelemetryBatch {
+    let start = 1_767_225_600_000_000_000i64 + seq as i64 * 50 * 1_000_000_000;
+    TelemetryBatch {
+        site: site.into(),
+        node_id: "bench".into(),
+        seq,
+        samples: (0..PER_BATCH)
+            .map(|i| Sample {
+                device: format!("m1/segment/{:02}", i % SERIES + 1),
+                attribute: "piston".into(),
+                ts_unix_ns: start + (i / SERIES) as i64 * 1_000_000_000,
+                value: Some(sample::Value::DoubleValue(i as f64 * 0.25)),
+                unit: "nm".into(),
+                quality: 1,
+            })
+            .collect(),
+        gaps: vec![],
+        created_unix_ns: start,
+        acked_seq: 0,
+    }
+}
+
+fn rate(samples: u64, elapsed: Duration) -> f64 {
+    samples as f64 / elapsed.as_secs_f64()
+}
+
+/// Acks the bridge publishes, counted.
+struct CountingOutbound {
+    highest: Arc<Mutex<u64>>,
+}
+
+impl Outbound for CountingOutbound {
+    fn publish(&self, _topic: String, payload: Bytes) -> Result<(), String> {
+        let ack = Ack::decode(payload.as_ref()).map_err(|e| e.to_string())?;
+        if let Ok(mut highest) = self.highest.lock() {
+            *highest = (*highest).max(ack.up_to_seq);
+        }
+        Ok(())
+    }
+}
+
+async fn bench_bridge() -> (f64, f64) {
+    let config = KafkaConfig {
+        bootstrap: env_or("OBS_TEST_KAFKA", "127.0.0.1:9092"),
+        topic_namespace: format!("bench{}.", unique()),
+        ..Default::default()
+    };
+    let site = "bench";
+    let payloads: Vec<Vec<u8>> = (1..=BATCHES)
+        .map(|seq| batch(site, seq).encode_to_vec())
+        .collect();
+    let log = Arc::new(KafkaLog::connect(&config).await.expect("kafka"));
+    log.ensure_site(site).await.expect("topic");
+
+    // Raw producer: same settings as KafkaLog, same topic, same payloads.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()
+        .expect("producer");
+    let topic = config.telemetry_topic(site);
+    let started = Instant::now();
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            producer
+                .send_result(FutureRecord::to(&topic).key("bench").payload(p))
+                .map_err(|(error, _)| error)
+        })
+        .collect();
+    for send in sends {
+        let delivered = send.expect("queued").await.expect("delivered");
+        assert!(delivered.is_ok(), "{delivered:?}");
+    }
+    let raw = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+
+    // The bridge, fed as the broker link feeds it, until the last ack.
+    let highest = Arc::new(Mutex::new(0u64));
+    let store = Arc::new(
+        cloud_hub::store::sqlite::SqliteStore::open(
+            &std::env::temp_dir().join(format!("bench-{}.sqlite", unique())),
+        )
+        .expect("dead letter store"),
+    );
+    // The bridge refuses sites that are not enrolled: register this one.
+    let mut enrolled = cloud_hub::store::registry::SiteRecord::pending(site, 0);
+    enrolled.state = cloud_hub::store::registry::SiteState::Active;
+    cloud_hub::store::registry::RegistryStore::put_site(store.as_ref(), &enrolled)
+        .await
+        .expect("site");
+    let sites = cloud_hub::enroll::SiteRegistry::load(store.clone())
+        .await
+        .expect("sites");
+    let bridge = KafkaBridge::new(
+        log,
+        store,
+        Box::new(CountingOutbound {
+            highest: highest.clone(),
+        }),
+        BatchLimits::default(),
+        LiveSites::default(),
+        sites,
+    );
+    let (tx, rx) = mpsc::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(bridge.run(rx, stop.clone()));
+    let topic = SiteTopics::for_site(site).telemetry;
+    let started = Instant::now();
+    for payload in &payloads {
+        tx.send(Inbound {
+            topic: topic.clone(),
+            payload: Bytes::from(payload.clone()),
+        })
+        .await
+        .expect("bridge");
+    }
+    while *highest.lock().expect("lock") < BATCHES {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let bridged = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+    stop.cancel();
+    let _ = task.await;
+    (raw, bridged)
+}
+
+async fn bench_sink() -> (f64, f64) {
+    let nodes = vec![env_or("OBS_TEST_CASSANDRA", "127.0.0.1:9042")];
+    let keyspace = format!("obs_bench_{}", unique());
+    let store = CassandraStore::connect(&nodes, &keyspace, 1, 1)
+        .await
+        .expect("cassandra");
+    let site = "bench";
+    let batches: Vec<TelemetryBatch> = (1..=BATCHES).map(|seq| batch(site, seq)).collect();
+
+    // Raw writer: the same samples table, unlogged batches of one partition
+    // of at most 100 rows, 16 requests in flight (the store's batching).
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(&nodes[0])
+        .build()
+        .await
+        .expect("session");
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {keyspace}.samples (site, device, attribute, day, ts, value_double, unit, quality) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .await
+        .expect("prepare");
+    let started = Instant::now();
+    for b in &batches {
+        let mut by_series: std::collections::BTreeMap<&str, Vec<&Sample>> = Default::default();
+        for s in &b.samples {
+            by_series.entry(s.device.as_str()).or_default().push(s);
+        }
+        let writes = by_series
+            .values()
+            .flat_map(|rows| rows.chunks(100))
+            .map(|chunk| {
+                let mut statement = scylla::statement::batch::Batch::new(
+                    scylla::statement::batch::BatchType::Unlogged,
+                );
+                let mut values = Vec::new();
+                for s in chunk {
+                    statement.append_statement(insert.clone());
+                    let v = match s.value {
+                        Some(sample::Value::DoubleValue(v)) => v,
+                        _ => 0.0,
+                    };
+                    values.push((
+                        site,
+                        s.device.as_str(),
+                        s.attribute.as_str(),
+                        (s.ts_unix_ns / 86_400_000_000_000) as i32,
+                        s.ts_unix_ns,
+                        v,
+                        s.unit.as_str(),
+                        s.quality,
+                    ));
+                }
+                let session = &session;
+                async move { session.batch(&statement, values).await.map(|_| ()) }
+            });
+        futures::stream::iter(writes)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<(), _>>()
+            .expect("raw write");
+    }
+    let raw = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+
+    // The sink's write: state applied, then every table.
+    let mut state = SiteState::default();
+    let sink_site = "benchsink";
+    let started = Instant::now();
+    for seq in 1..=BATCHES {
+        let b = batch(sink_site, seq);
+        let mut next = state.clone();
+        let writes = next.accept(&b);
+        store
+            .write_batch(&b, &writes, &next)
+            .await
+            .expect("sink write");
+        state = next;
+    }
+    let sink = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+    let _ = session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), &[])
+        .await;
+    (raw, sink)
+}
+
+use futures::StreamExt;
+
+async fn bench_end_to_end() -> (f64, f64, f64) {
+    let hub = support::Hub::start_in(support::Mode::KafkaCassandra);
+    let token = hub.token("viewer");
+    let ca = hub.ca();
+    let site = support::unique_site("e2e");
+    let (cert, key) = hub.enroll_site(&site).await;
+    let mut node =
+        support::FakeNode::connect(&site, hub.mqtt_port, ca.cert_pem(), Some((&cert, &key))).await;
+    let mut api = hub.telemetry().await;
+    let stored = |api: &mut obs_proto::v1::telemetry_service_client::TelemetryServiceClient<
+        tonic::transport::Channel,
+    >| {
+        let request = support::authed(
+            GetIngestStatsRequest {
+                sites: vec![site.clone()],
+            },
+            &token,
+        );
+        let mut api = api.clone();
+        async move {
+            api.get_ingest_stats(request)
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .sites
+                        .first()
+                        .map(|s| s.samples_stored)
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0)
+        }
+    };
+
+    // Throughput: everything at once, until all of it is queryable.
+    let started = Instant::now();
+    for seq in 1..=BATCHES {
+        node.publish(&batch(&site, seq)).await;
+    }
+    node.wait_ack(BATCHES, Duration::from_secs(300))
+        .await
+        .expect("acks");
+    while stored(&mut api).await < BATCHES * PER_BATCH as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let throughput = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+
+    // Latency: 10 batches/s; each batch's publish time against the moment the
+    // stored count first covers it.
+    let mut latencies = Vec::new();
+    let base = BATCHES * PER_BATCH as u64;
+    for i in 1..=50u64 {
+        let seq = BATCHES + i;
+        let sent = Instant::now();
+        node.publish(&batch(&site, seq)).await;
+        while stored(&mut api).await < base + i * PER_BATCH as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let p50 = latencies[latencies.len() / 2];
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    (throughput, p50, p99)
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let (raw_producer, bridge) = bench_bridge().await;
+    println!(
+        "bridge: raw rdkafka producer {raw_producer:.0} samples/s, KafkaBridge {bridge:.0} samples/s ({:.0} % of raw)",
+        100.0 * bridge / raw_producer
+    );
+    let (raw_writer, sink) = bench_sink().await;
+    println!(
+        "sink:   raw scylla writer {raw_writer:.0} samples/s, CassandraStore::write_batch {sink:.0} samples/s ({:.0} % of raw)",
+        100.0 * sink / raw_writer
+    );
+    let (throughput, p50, p99) = bench_end_to_end().await;
+    println!(
+        "end to end (mTLS MQTT -> Kafka -> Cassandra, queryable): {throughput:.0} samples/s; sample -> queryable latency p50 {p50:.1} ms, p99 {p99:.1} ms"
+    );
+}
