@@ -30,6 +30,7 @@ pub struct HubConfig {
     pub store: StoreConfig,
     pub limits: BatchLimits,
     pub pki: PkiConfig,
+    pub health: HealthConfig,
 }
 
 impl Default for HubConfig {
@@ -44,6 +45,7 @@ impl Default for HubConfig {
             store: StoreConfig::default(),
             limits: BatchLimits::default(),
             pki: PkiConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -122,6 +124,50 @@ impl Default for MqttConfig {
     }
 }
 
+/// The mirror health engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Run the model. Without it the hub still ingests, but fleet health
+    /// has no predictions.
+    pub enabled: bool,
+    /// The ONNX model; a relative path is looked for in the working
+    /// directory, then upwards from the hub executable's directory.
+    pub model: PathBuf,
+    /// `libonnxruntime.so.1.31.1`; when unset, `OBS_ORT_DYLIB`, then the
+    /// project's `.venv` (see `obs_ml::runtime::locate`).
+    pub onnxruntime: Option<PathBuf>,
+    /// Seconds between evaluations of every site.
+    pub interval_s: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: true,
+            model: PathBuf::from("ml/models/mirror_health.onnx"),
+            onnxruntime: None,
+            interval_s: 30,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The model file: as given if it exists, else found upwards from the
+    /// executable's directory (a relative path only).
+    pub fn model_path(&self) -> PathBuf {
+        if self.model.is_absolute() || self.model.exists() {
+            return self.model.clone();
+        }
+        let from_exe = std::env::current_exe().ok().and_then(|exe| {
+            exe.ancestors()
+                .map(|dir| dir.join(&self.model))
+                .find(|candidate| candidate.exists())
+        });
+        from_exe.unwrap_or_else(|| self.model.clone())
+    }
+}
+
 /// The hub CA and the certificates it issues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,6 +214,9 @@ impl Validate for HubConfig {
         }
         if self.pki.ca_cert.is_some() != self.pki.ca_key.is_some() {
             return invalid("pki.ca_cert", "ca_cert and ca_key go together");
+        }
+        if self.health.interval_s == 0 {
+            return invalid("health.interval_s", "must be at least 1");
         }
         if self.limits.max_batch_bytes < 1024 {
             return invalid("limits.max_batch_bytes", "must be at least 1024");

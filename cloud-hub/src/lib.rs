@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod enroll;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod ingress;

@@ -31,12 +31,14 @@ use crate::enroll::{
     BrokerEndpoint, EnrollSettings, Enrollment, EnrollmentParts, RevocationList, SessionCloser,
     SiteRegistry,
 };
+use crate::health::HealthEngine;
 use crate::ingest::maintenance::SiteMaintenance;
 use crate::ingress::{embedded, external};
 use crate::live::LiveSites;
 use crate::pki::HubPki;
 use crate::sink;
 use crate::store::cassandra::CassandraStore;
+use crate::store::predictions::PredictionStore;
 use crate::store::registry::RegistryStore;
 use crate::store::segments::SegmentStore;
 use crate::store::sqlite::SqliteStore;
@@ -54,6 +56,7 @@ pub struct Stores {
     pub access: Arc<dyn AccessStore>,
     pub registry: Arc<dyn RegistryStore>,
     pub segments: Arc<dyn SegmentStore>,
+    pub predictions: Arc<dyn PredictionStore>,
 }
 
 /// Opens the configured store.
@@ -66,6 +69,7 @@ pub async fn open_stores(config: &HubConfig) -> anyhow::Result<Stores> {
                 telemetry: store.clone(),
                 access: store.clone(),
                 segments: store.clone(),
+                predictions: store.clone(),
                 registry: store,
             })
         }
@@ -83,10 +87,46 @@ pub async fn open_stores(config: &HubConfig) -> anyhow::Result<Stores> {
                 telemetry: store.clone(),
                 access: store.clone(),
                 segments: store.clone(),
+                predictions: store.clone(),
                 registry: store,
             })
         }
     }
+}
+
+/// Loads ONNX Runtime and the health model; `None` when disabled. A
+/// missing or wrong library or model is an error naming what was searched.
+pub fn start_health(
+    config: &HubConfig,
+    stores: &Stores,
+) -> anyhow::Result<Option<Arc<HealthEngine>>> {
+    if !config.health.enabled {
+        tracing::warn!(
+            "health engine disabled (health.enabled = false): fleet health has no predictions"
+        );
+        return Ok(None);
+    }
+    let runtime = obs_ml::Runtime::load(&obs_ml::RuntimeConfig {
+        library_path: config.health.onnxruntime.clone(),
+    })
+    .context("loading ONNX Runtime for the health model (or set health.enabled = false)")?;
+    let path = config.health.model_path();
+    let model = obs_ml::HealthModel::load(&path, &runtime)
+        .with_context(|| format!("loading the health model {}", path.display()))?;
+    tracing::info!(
+        model = %path.display(),
+        sha256 = model.sha256(),
+        version = model.version(),
+        onnxruntime = %runtime.library_path().display(),
+        "health model loaded (trained on simulated data)"
+    );
+    Ok(Some(Arc::new(HealthEngine {
+        model: Arc::new(model),
+        telemetry: stores.telemetry.clone(),
+        segments: stores.segments.clone(),
+        registry: stores.registry.clone(),
+        predictions: stores.predictions.clone(),
+    })))
 }
 
 /// Creates the data directory.
@@ -262,6 +302,11 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
         .await
         .context("writing the revocation list at start")?;
     tasks.spawn(enrollment.clone().keep_fresh(shutdown.clone()));
+    let health = start_health(&config, &stores)?;
+    if let Some(engine) = &health {
+        let interval = std::time::Duration::from_secs(config.health.interval_s);
+        tasks.spawn(engine.as_ref().clone().run(interval, shutdown.clone()));
+    }
     let context = ApiContext {
         auth: crate::access::Authenticator::new(stores.access.clone()),
         telemetry: stores.telemetry.clone(),
@@ -271,6 +316,9 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
         mirror_layout: Arc::new(crate::api::manufacturing::RegistryLayout(
             stores.registry.clone(),
         )),
+        registry: stores.registry.clone(),
+        predictions: stores.predictions.clone(),
+        health,
     };
     let api_result = api::serve(config.grpc.listen, &pki.paths, context, shutdown.clone()).await;
     shutdown.cancel();

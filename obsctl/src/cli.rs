@@ -202,8 +202,18 @@ pub enum CohortBy {
 pub enum FleetCommand {
     /// Per-segment health across the fleet, most urgent first.
     Health {
+        /// Only these sites (repeatable).
         #[arg(long)]
         site: Vec<String>,
+        /// Only segments at or above: ok, watch, clean-soon, recoat.
+        #[arg(long)]
+        min_risk: Option<String>,
+        /// Only segments of this coating batch.
+        #[arg(long)]
+        coating_batch: Option<String>,
+        /// Run the model before answering.
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -250,10 +260,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segments { command } => {
             crate::segments::run(&cli.connection, command, cli.format).await
         }
-        Command::Fleet { .. } => not_built("fleet", 7),
+        Command::Fleet { command } => {
+            let hub = crate::client::Hub::connect(&cli.connection).await?;
+            crate::fleet::run(&hub, command, cli.format).await
+        }
     }
-}
-
-fn not_built(name: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("`obsctl {name}` is not implemented yet (issue #{issue})")
 }

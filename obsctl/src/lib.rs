@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fleet;
 pub mod output;
 pub mod segments;
 pub mod sites;

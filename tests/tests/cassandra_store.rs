@@ -71,6 +71,7 @@ async fn passes_the_telemetry_store_suite() {
         let started = Instant::now();
         telemetry_store_suite(&store, "site").await;
         cloud_hub::store::conformance::access_store_suite(&store).await;
+        cloud_hub::store::conformance::prediction_store_suite(&store, "site").await;
         cloud_hub::store::conformance::registry_store_suite(&store, "nrt").await;
         cloud_hub::store::conformance::segment_store_suite(&store, "nrt").await;
         println!(

@@ -95,6 +95,7 @@ pub struct ManufacturingApi {
     segments: Arc<dyn SegmentStore>,
     telemetry: Arc<dyn TelemetryStore>,
     layout: Arc<dyn MirrorLayout>,
+    predictions: Option<Arc<dyn crate::store::predictions::PredictionStore>>,
     limits: UploadLimits,
     writes: Mutex<()>,
 }
@@ -110,6 +111,7 @@ impl ManufacturingApi {
             segments,
             telemetry,
             layout: Arc::new(FixedLayout(DEFAULT_MIRROR_SEGMENTS)),
+            predictions: None,
             limits: UploadLimits::default(),
             writes: Mutex::new(()),
         }
@@ -118,6 +120,15 @@ impl ManufacturingApi {
     /// Uses `layout` for the positions a site has.
     pub fn with_layout(mut self, layout: Arc<dyn MirrorLayout>) -> Self {
         self.layout = layout;
+        self
+    }
+
+    /// Shows the health model's predictions in lifecycles.
+    pub fn with_predictions(
+        mut self,
+        predictions: Arc<dyn crate::store::predictions::PredictionStore>,
+    ) -> Self {
+        self.predictions = Some(predictions);
         self
     }
 
@@ -454,7 +465,15 @@ impl ManufacturingService for ManufacturingApi {
                 &serial,
             )
             .await?;
-        reply(lifecycle::lifecycle(self.segments.as_ref(), self.telemetry.as_ref(), &serial).await)
+        reply(
+            lifecycle::lifecycle(
+                self.segments.as_ref(),
+                self.telemetry.as_ref(),
+                self.predictions.as_deref(),
+                &serial,
+            )
+            .await,
+        )
     }
 
     async fn get_cohorts(

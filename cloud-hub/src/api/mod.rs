@@ -2,6 +2,7 @@
 //! `grpc.health.v1`. Every call checks its caller's role first.
 
 pub mod enrollment;
+pub mod fleet;
 pub mod manufacturing;
 mod status;
 pub mod telemetry;
@@ -10,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use obs_proto::v1::enrollment_service_server::EnrollmentServiceServer;
+use obs_proto::v1::fleet_health_service_server::FleetHealthServiceServer;
 use obs_proto::v1::manufacturing_service_server::ManufacturingServiceServer;
 use obs_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -19,9 +21,12 @@ pub use self::status::manufacturing_status;
 pub use self::status::{enroll_status, store_status, time_from_ns, time_to_ns};
 use crate::access::Authenticator;
 use crate::enroll::Enrollment;
+use crate::health::HealthEngine;
 use crate::live::LiveSites;
 use crate::pki::PkiPaths;
 use crate::store::TelemetryStore;
+use crate::store::predictions::PredictionStore;
+use crate::store::registry::RegistryStore;
 use crate::store::segments::SegmentStore;
 
 /// What the services need.
@@ -34,6 +39,10 @@ pub struct ApiContext {
     pub segments: Arc<dyn SegmentStore>,
     /// Segments of each site's mirror, for installation positions.
     pub mirror_layout: Arc<dyn manufacturing::MirrorLayout>,
+    pub registry: Arc<dyn RegistryStore>,
+    pub predictions: Arc<dyn PredictionStore>,
+    /// The health engine, when enabled.
+    pub health: Option<Arc<HealthEngine>>,
 }
 
 /// Errors starting the API.
@@ -71,6 +80,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<ManufacturingServiceServer<manufacturing::ManufacturingApi>>()
         .await;
+    health_reporter
+        .set_serving::<FleetHealthServiceServer<fleet::FleetApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(obs_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -90,8 +102,12 @@ pub async fn serve(
                 context.segments.clone(),
                 context.telemetry.clone(),
             )
-            .with_layout(context.mirror_layout.clone()),
+            .with_layout(context.mirror_layout.clone())
+            .with_predictions(context.predictions.clone()),
         ))
+        .add_service(FleetHealthServiceServer::new(fleet::FleetApi::new(
+            context.clone(),
+        )))
         .add_service(EnrollmentServiceServer::new(
             enrollment::EnrollmentApi::new(context.clone()),
         ))

@@ -450,3 +450,57 @@ pub async fn registry_store_suite<S: crate::store::registry::RegistryStore>(stor
             .is_empty()
     );
 }
+
+/// Everything a store must do for predictions.
+pub async fn prediction_store_suite<S: super::predictions::PredictionStore>(store: &S, site: &str) {
+    use super::predictions::StoredPrediction;
+    let prediction = |position: u32, serial: &str, at: i64, days: f64| StoredPrediction {
+        site: site.into(),
+        position,
+        serial: serial.into(),
+        as_of_unix_s: at,
+        computed_at_unix_ns: at * 1_000_000_000 + 5,
+        reflectivity_650_pct: 89.5,
+        days_to_threshold: days,
+        threshold_650_pct: 88.4,
+        model_sha256: "ab".repeat(32),
+        model_version: "1.0.0".into(),
+        completeness: 0.9,
+        features: vec![Some(1.5), None, Some(3.0)],
+        risk: "watch".into(),
+        risk_reason: "reaches the threshold in 40 days".into(),
+    };
+    let serial = format!("CSOA-{site}-0001");
+    let first = vec![
+        prediction(1, &serial, 1000, 50.0),
+        prediction(2, "OTHER-1", 1000, 200.0),
+    ];
+    store
+        .put_predictions(&first)
+        .await
+        .expect("put predictions");
+    let later = prediction(1, &serial, 2000, 40.0);
+    store
+        .put_predictions(std::slice::from_ref(&later))
+        .await
+        .expect("put a later one");
+    // Recomputing for the same site time overwrites.
+    store
+        .put_predictions(std::slice::from_ref(&later))
+        .await
+        .expect("put again");
+    let latest = store.latest_predictions(site).await.expect("latest");
+    assert_eq!(latest.len(), 2, "one per position");
+    assert_eq!(latest[0], later);
+    assert_eq!(latest[1].serial, "OTHER-1");
+    let history = store.predictions_of(&serial, 10).await.expect("history");
+    assert_eq!(
+        history.iter().map(|p| p.as_of_unix_s).collect::<Vec<_>>(),
+        vec![1000, 2000],
+        "oldest first, no duplicate"
+    );
+    assert_eq!(
+        store.predictions_of(&serial, 1).await.expect("newest")[0].as_of_unix_s,
+        2000
+    );
+}

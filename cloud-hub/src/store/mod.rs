@@ -5,6 +5,7 @@
 pub mod cassandra;
 #[doc(hidden)]
 pub mod conformance;
+pub mod predictions;
 pub mod registry;
 pub mod segments;
 pub mod sqlite;

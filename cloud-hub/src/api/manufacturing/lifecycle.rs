@@ -1,6 +1,6 @@
 //! `GetSegmentLifecycle`: a segment's record and versions, its installations
-//! across telescopes with the exposure accumulated in each, and its
-//! maintenance.
+//! across telescopes with the exposure accumulated in each, its
+//! maintenance, and the health model's predictions for it.
 //!
 //! Exposure comes from the telemetry pipeline's cumulative totals per
 //! `(site, position)` ([`TelemetryStore::exposure_at`]): the exposure of an
@@ -16,10 +16,13 @@ use obs_proto::v1::{InstallationPeriod, SegmentLifecycle};
 use super::convert;
 use super::error::ManufacturingError;
 use crate::ingest::ExposureTotals;
+use crate::store::predictions::PredictionStore;
 use crate::store::segments::{Installation, SegmentStore};
 use crate::store::{StoreResult, TelemetryStore};
 
 const NS_PER_S: i64 = 1_000_000_000;
+/// Most predictions a lifecycle shows (the newest).
+const MAX_PREDICTIONS: usize = 1000;
 const SECONDS_PER_HOUR: i64 = 3600;
 
 /// `a + (b − a) × fraction`, field by field (counts rounded).
@@ -140,6 +143,7 @@ impl<'a> ExposureReader<'a> {
 pub async fn lifecycle(
     segments: &dyn SegmentStore,
     telemetry: &dyn TelemetryStore,
+    predictions: Option<&dyn PredictionStore>,
     serial: &str,
 ) -> Result<SegmentLifecycle, ManufacturingError> {
     if serial.is_empty() {
@@ -166,14 +170,21 @@ pub async fn lifecycle(
         .iter()
         .map(convert::maintenance)
         .collect();
+    let predictions = match predictions {
+        Some(store) => store
+            .predictions_of(serial, MAX_PREDICTIONS)
+            .await?
+            .iter()
+            .map(crate::api::fleet::prediction_message)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(SegmentLifecycle {
         record: Some(convert::stored_segment(&current)),
         previous_versions: versions.iter().map(convert::stored_segment).collect(),
         installations,
         maintenance,
-        // Filled once the health engine lands (issue 7): the predictions
-        // stored for the segment's positions while it was installed there.
-        predictions: Vec::new(),
+        predictions,
     })
 }
 

@@ -25,6 +25,7 @@
 
 mod access;
 mod keys;
+mod predictions;
 mod registry;
 mod rows;
 mod schema;

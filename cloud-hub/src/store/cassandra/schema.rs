@@ -229,6 +229,7 @@ pub fn tables_cql(keyspace: &str, sample_ttl_seconds: u32) -> Vec<(&'static str,
     .into_iter()
     // Segment records, installations, maintenance: see `segments.rs`.
     .chain(super::segments::tables_cql(k))
+    .chain(super::predictions::tables_cql(k))
     .collect()
 }
 
@@ -332,7 +333,7 @@ mod tests {
     fn every_statement_is_idempotent_and_qualified() {
         assert!(keyspace_cql("obs", 3).contains("'replication_factor': 3"));
         let tables = tables_cql("obs", 86_400);
-        assert_eq!(tables.len(), 19);
+        assert_eq!(tables.len(), 22);
         for (table, cql) in &tables {
             assert!(
                 cql.starts_with(&format!("CREATE TABLE IF NOT EXISTS obs.{table} (")),

@@ -5,6 +5,7 @@
 //! one connection for writes and one for reads (WAL lets them overlap).
 
 mod access;
+mod predictions;
 mod registry;
 mod schema;
 mod segments;
@@ -112,6 +113,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hub.sqlite")).unwrap();
         crate::store::conformance::telemetry_store_suite(&store, "nrt").await;
+        crate::store::conformance::prediction_store_suite(&store, "nrt").await;
         crate::store::conformance::access_store_suite(&store).await;
         crate::store::conformance::registry_store_suite(&store, "nrt").await;
         crate::store::conformance::segment_store_suite(&store, "nrt").await;

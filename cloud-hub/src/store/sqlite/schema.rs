@@ -110,6 +110,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (serial, at, kind)
     ) WITHOUT ROWID;
     ",
+    // 5: predictions of the health model with their lineage
+    "
+    CREATE TABLE predictions (
+        site TEXT NOT NULL, position INTEGER NOT NULL, at INTEGER NOT NULL,
+        serial TEXT NOT NULL, computed_at INTEGER NOT NULL,
+        reflectivity_650_pct REAL NOT NULL, days_to_threshold REAL NOT NULL,
+        threshold_650_pct REAL NOT NULL, model_sha256 TEXT NOT NULL, model_version TEXT NOT NULL,
+        completeness REAL NOT NULL, features TEXT NOT NULL, risk TEXT NOT NULL,
+        risk_reason TEXT NOT NULL,
+        PRIMARY KEY (site, position, at)
+    ) WITHOUT ROWID;
+    CREATE INDEX predictions_by_serial ON predictions (serial, at);
+    ",
 ];
 
 /// The schema version this build writes.
