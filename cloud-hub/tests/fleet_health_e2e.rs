@@ -15,7 +15,8 @@ use obs_proto::v1::manufacturing_service_client::ManufacturingServiceClient;
 use obs_proto::v1::upload_segment_records_request::Item;
 use obs_proto::v1::{
     GetFleetHealthRequest, GetSegmentLifecycleRequest, RecordInstallationRequest, Risk, Sample,
-    SegmentRecordRow, TelemetryBatch, UploadOptions, UploadSegmentRecordsRequest, sample,
+    SegmentRecordRow, TelemetryBatch, UploadOptions, UploadSegmentRecordsRequest,
+    WatchFleetHealthRequest, sample,
 };
 use prost_types::Timestamp;
 use sha2::{Digest, Sha256};
@@ -272,8 +273,65 @@ async fn fleet_health_predicts_every_installed_segment_and_ranks_the_dusty_site_
         .await
         .expect("lifecycle")
         .into_inner();
-    assert_eq!(lifecycle.predictions.len(), 1, "one evaluation so far");
+    assert!(
+        !lifecycle.predictions.is_empty(),
+        "the evaluation is in the lifecycle"
+    );
     assert_eq!(lifecycle.predictions[0].serial, serial);
+
+    // WatchFleetHealth: the full picture first, then the segments whose
+    // health changed (here: after another hour of dust and a refresh).
+    let mut watch = fleet
+        .watch_fleet_health(authed(
+            WatchFleetHealthRequest {
+                filter: Some(GetFleetHealthRequest {
+                    sites: vec![dusty.clone()],
+                    ..Default::default()
+                }),
+            },
+            &viewer,
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, watch.message())
+        .await
+        .expect("a first update")
+        .expect("stream")
+        .expect("an update");
+    let snapshot = first.snapshot.expect("the first update is a snapshot");
+    assert_eq!(snapshot.sites.len(), 1);
+    assert_eq!(snapshot.sites[0].segments.len(), 18);
+    {
+        let (cert, key) = &identities[&dusty];
+        let ca = hub.ca();
+        let mut node =
+            FakeNode::connect(&dusty, hub.mqtt_port, ca.cert_pem(), Some((cert, key))).await;
+        node.publish(&hour(&dusty, HOURS as u64 + 1, 300.0)).await;
+        node.wait_ack(HOURS as u64 + 1, WAIT)
+            .await
+            .expect("one more hour");
+    }
+    let request = GetFleetHealthRequest {
+        sites: vec![dusty.clone()],
+        refresh: true,
+        ..Default::default()
+    };
+    fleet
+        .get_fleet_health(authed(request, &viewer))
+        .await
+        .expect("refresh");
+    let next = tokio::time::timeout(WAIT, watch.message())
+        .await
+        .expect("a change within the watch interval")
+        .expect("stream")
+        .expect("an update");
+    assert!(next.snapshot.is_none());
+    assert_eq!(
+        next.changed.len(),
+        18,
+        "every segment has a newer prediction"
+    );
 
     // Viewers only: no token is refused.
     let status = fleet
