@@ -5,6 +5,8 @@
 #   bash scripts/services.sh up [SERVICE...]     install what is missing, start, wait until each answers
 #   bash scripts/services.sh down [SERVICE...]   stop (TERM, then KILL after a timeout)
 #   bash scripts/services.sh status [SERVICE...] state of each (exit 0 only if all answer)
+#   bash scripts/services.sh reset [SERVICE...]  stop and delete the data (topics, keyspaces,
+#                                                retained messages); jars and certificates stay
 #   bash scripts/services.sh env                 export lines for the Rust tests
 #   bash scripts/services.sh run -- CMD ARGS...  up, run CMD, always down; exits with CMD's status
 #
@@ -501,6 +503,15 @@ cmd_down() {
   done
 }
 
+cmd_reset() {
+  local svc
+  cmd_down "$@"
+  for svc in "$@"; do
+    rm -rf "$(svc_dir "$svc")/data"
+    log "$svc: data deleted"
+  done
+}
+
 cmd_status() {
   local svc pid all_ok=0 port
   for svc in "$@"; do
@@ -582,7 +593,7 @@ main() {
   local cmd="${1:-}"
   (($#)) && shift
   case "$cmd" in
-    up | down | status)
+    up | down | status | reset)
       check_services "$@"
       [[ "$cmd" == status ]] || take_lock
       if (($#)); then "cmd_$cmd" "$@"; else "cmd_$cmd" "${ALL_SERVICES[@]}"; fi

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test the project:
 #   apt:  protobuf-compiler + libprotobuf-dev (gRPC code generation),
-#         mosquitto + mosquitto-clients (the external broker in tests)
+#         mosquitto + mosquitto-clients (the external broker in tests),
+#         chromium (the dashboard's browser test; Debian's, never a
+#         downloaded browser build)
 #   pip:  a project venv in .venv with ml/requirements.txt: onnxruntime==1.31.1
 #         (the ONNX Runtime shared library the hub loads through `ort`) and
 #         the training stack of ml/train/ (numpy, pandas, scikit-learn, skl2onnx)
+#   npm:  tests/browser/ `npm ci` from its package-lock.json (playwright-core
+#         only, driving /usr/bin/chromium); needs Node.js >= 20 and npm
 # Maven artifacts for Kafka and Cassandra are fetched by scripts/services.sh.
 # Idempotent: does nothing that is already done.
 set -euo pipefail
@@ -21,7 +25,11 @@ as_root() {
 install_apt() {
   local missing=()
   local pkg
-  for pkg in protobuf-compiler libprotobuf-dev mosquitto mosquitto-clients; do
+  local wanted=(protobuf-compiler libprotobuf-dev mosquitto mosquitto-clients chromium)
+  # Node.js for the browser test, unless the machine has one already.
+  command -v node >/dev/null 2>&1 || wanted+=(nodejs)
+  command -v npm >/dev/null 2>&1 || wanted+=(npm)
+  for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
@@ -51,6 +59,27 @@ install_venv() {
   fi
 }
 
+install_browser_test() {
+  local dir="$root/tests/browser"
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    log "node $(node --version) is too old for playwright-core (needs >= 20)"
+    return 1
+  fi
+  # Reinstall when package-lock.json changed since the last `npm ci`.
+  local want have=""
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [ -f "$dir/node_modules/.lock.sha256" ] && have=$(cat "$dir/node_modules/.lock.sha256")
+  if [ "$want" != "$have" ] || [ ! -f "$dir/node_modules/playwright-core/package.json" ]; then
+    log "npm ci in tests/browser (playwright-core; the browser is Debian's chromium)"
+    # playwright-core never downloads a browser; say so anyway.
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$want" >"$dir/node_modules/.lock.sha256"
+  fi
+}
+
 install_apt
 install_venv
+install_browser_test
 log "ready"

@@ -36,10 +36,37 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Run the whole system on this machine: hub, three simulated telescopes, fleet health.
+    ///
+    /// Embedded mode (rumqttd + SQLite) on 127.0.0.1 with the real `fog-node`
+    /// binary next to this one; ends after the simulated days or on Ctrl-C.
     Demo {
-        /// Data directory (a temporary one if not given).
+        /// Data directory, new or empty (default: a new one under the temporary directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Simulated days to run.
+        #[arg(long, default_value_t = 30.0)]
+        days: f64,
+        /// Wall-clock minutes to simulate them in.
+        #[arg(long, default_value_t = 4.0)]
+        minutes: f64,
+        /// Seconds between two fleet-health tables.
+        #[arg(long, default_value_t = 5)]
+        refresh_s: u64,
+        /// Keep running after the simulated days, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+        /// gRPC port (default 50051 if free, else any free port; 0 = any).
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// HTTP port: health, metrics, dashboard (default 8080 if free, else any; 0 = any).
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// MQTT port of the embedded broker (default 8883 if free, else any; 0 = any).
+        #[arg(long)]
+        mqtt_port: Option<u16>,
+        /// Segment records to upload (default: manufacturing/samples/segments.csv).
+        #[arg(long)]
+        records: Option<PathBuf>,
     },
     /// Administration on the hub machine.
     Admin {
@@ -89,8 +116,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(config.as_deref())?;
             server::run(config, obs_common::shutdown::on_signal()).await
         }
-        Command::Demo { .. } => {
-            anyhow::bail!("`cloud-hub demo` is not implemented yet (issue #8)")
+        Command::Demo {
+            data_dir,
+            days,
+            minutes,
+            refresh_s,
+            keep_running,
+            grpc_port,
+            http_port,
+            mqtt_port,
+            records,
+        } => {
+            let options = crate::demo::DemoOptions {
+                data_dir,
+                days,
+                minutes,
+                refresh: std::time::Duration::from_secs(refresh_s),
+                keep_running,
+                ports: crate::demo::PortRequest {
+                    grpc: grpc_port,
+                    http: http_port,
+                    mqtt: mqtt_port,
+                },
+                records,
+                log_json: cli.log_json,
+                ..crate::demo::DemoOptions::new(crate::demo::Binaries::beside_current_exe()?)
+            };
+            crate::demo::run(options, crate::demo::shutdown_on_signals()).await?;
+            Ok(())
         }
         Command::Admin {
             command: AdminCommand::Token { role, name, config },

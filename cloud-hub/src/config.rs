@@ -65,17 +65,22 @@ impl Default for GrpcConfig {
     }
 }
 
-/// The operations port: health, readiness, metrics.
+/// The HTTP port: health, readiness, metrics (unauthenticated: bind it to
+/// an operations network) and the dashboard (viewer token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Serve the read-only dashboard (`/`, `/site/{site}`, `/api/...`);
+    /// `false` answers 404 there.
+    pub dashboard: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            dashboard: true,
         }
     }
 }
@@ -153,18 +158,21 @@ impl Default for HealthConfig {
 }
 
 impl HealthConfig {
-    /// The model file: as given if it exists, else found upwards from the
-    /// executable's directory (a relative path only).
+    /// The model file: as given if it exists, else (a relative path only)
+    /// found upwards from the working directory, then from the executable's
+    /// directory.
     pub fn model_path(&self) -> PathBuf {
         if self.model.is_absolute() || self.model.exists() {
             return self.model.clone();
         }
-        let from_exe = std::env::current_exe().ok().and_then(|exe| {
-            exe.ancestors()
-                .map(|dir| dir.join(&self.model))
-                .find(|candidate| candidate.exists())
-        });
-        from_exe.unwrap_or_else(|| self.model.clone())
+        let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+        starts
+            .iter()
+            .flatten()
+            .flat_map(|start| start.ancestors())
+            .map(|dir| dir.join(&self.model))
+            .find(|candidate| candidate.exists())
+            .unwrap_or_else(|| self.model.clone())
     }
 }
 
@@ -248,6 +256,14 @@ mod tests {
             text.contains("[mqtt]") && text.contains("kind = \"embedded\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_dashboard_is_on_by_default_and_can_be_switched_off() {
+        assert!(HubConfig::default().http.dashboard);
+        let config: HubConfig = toml::from_str("[http]\ndashboard = false\n").unwrap();
+        assert!(!config.http.dashboard);
+        assert_eq!(config.http.listen, HttpConfig::default().listen);
     }
 
     #[test]

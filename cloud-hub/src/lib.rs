@@ -6,6 +6,8 @@ pub mod api;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod enroll;
 pub mod health;
 pub mod http;

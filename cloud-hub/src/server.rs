@@ -9,6 +9,8 @@
 //!                                      Ack after acks=all ◄─ delivery reports ┘
 //!            obs.telemetry.* ─► sink consumer ─mpsc per site─► site worker ─► store, offset
 //! gRPC server (tonic) ─► store (queries), LiveSites (node status)
+//! HTTP (axum) ─► /healthz, /readyz (store, Kafka, BrokerStatus), /metrics,
+//!            dashboard (the gRPC services' ApiContext, read only)
 //!            EnrollmentService ─► registry store, SiteRegistry ◄─ bridge, broker connect hook
 //!            SiteRegistry ◄─ refresh from the store every 3 s (other replicas' revocations)
 //! ```
@@ -33,7 +35,7 @@ use crate::enroll::{
 };
 use crate::health::HealthEngine;
 use crate::ingest::maintenance::SiteMaintenance;
-use crate::ingress::{embedded, external};
+use crate::ingress::{BrokerStatus, embedded, external};
 use crate::live::LiveSites;
 use crate::pki::HubPki;
 use crate::sink;
@@ -211,6 +213,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
     let mut topics = None;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let broker_status = BrokerStatus::down_until_up("the broker has not started");
     let outbound = match &config.mqtt {
         MqttConfig::Embedded { listen } => {
             let broker = embedded::start(
@@ -218,6 +221,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
                 &pki.paths,
                 sites.clone(),
                 inbound_tx,
+                broker_status.clone(),
                 shutdown.clone(),
             )?;
             sessions = Some(broker.sessions);
@@ -243,6 +247,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
                 },
                 &pki.ca,
                 inbound_tx,
+                broker_status.clone(),
                 shutdown.clone(),
             )?
         }
@@ -283,17 +288,7 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
         }
     }
 
-    let http_context = crate::http::HttpContext {
-        store: stores.telemetry.clone(),
-    };
-    let (http_listen, http_stop) = (config.http.listen, shutdown.clone());
-    tasks.spawn(async move {
-        if let Err(error) = crate::http::serve(http_listen, http_context, http_stop.clone()).await {
-            tracing::error!(%error, %http_listen, "http server failed; stopping the hub");
-            http_stop.cancel();
-        }
-    });
-
+    let stream = topics.clone();
     let enrollment = Arc::new(start_enrollment(
         &config, &pki, &stores, sites, &live, topics, sessions,
     )?);
@@ -320,6 +315,19 @@ pub async fn run(config: HubConfig, shutdown: CancellationToken) -> anyhow::Resu
         predictions: stores.predictions.clone(),
         health,
     };
+    let http_context = crate::http::HttpContext {
+        store: stores.telemetry.clone(),
+        stream,
+        broker: broker_status,
+        dashboard: config.http.dashboard.then(|| context.clone()),
+    };
+    let (http_listen, http_stop) = (config.http.listen, shutdown.clone());
+    tasks.spawn(async move {
+        if let Err(error) = crate::http::serve(http_listen, http_context, http_stop.clone()).await {
+            tracing::error!(%error, %http_listen, "http server failed; stopping the hub");
+            http_stop.cancel();
+        }
+    });
     let api_result = api::serve(config.grpc.listen, &pki.paths, context, shutdown.clone()).await;
     shutdown.cancel();
     while let Some(joined) = tasks.join_next().await {

@@ -14,13 +14,13 @@ use obs_proto::v1::fleet_health_service_client::FleetHealthServiceClient;
 use obs_proto::v1::manufacturing_service_client::ManufacturingServiceClient;
 use obs_proto::v1::upload_segment_records_request::Item;
 use obs_proto::v1::{
-    GetFleetHealthRequest, GetSegmentLifecycleRequest, RecordInstallationRequest, Risk, Sample,
+    GetFleetHealthRequest, GetSegmentLifecycleRequest, RecordInstallationRequest, Risk,
     SegmentRecordRow, TelemetryBatch, UploadOptions, UploadSegmentRecordsRequest,
-    WatchFleetHealthRequest, sample,
+    WatchFleetHealthRequest,
 };
 use prost_types::Timestamp;
 use sha2::{Digest, Sha256};
-use support::{FakeNode, Hub, Mode, authed, unique_site};
+use support::{FakeNode, Hub, Mode, authed, open_dome_hour, unique_site};
 
 const WAIT: Duration = Duration::from_secs(90);
 /// 2026-03-01T00:00:00Z.
@@ -29,45 +29,9 @@ const MIN: i64 = 60;
 /// Hours of telemetry streamed.
 const HOURS: i64 = 48;
 
-fn number(device: &str, attribute: &str, at_s: i64, v: f64) -> Sample {
-    Sample {
-        device: device.into(),
-        attribute: attribute.into(),
-        ts_unix_ns: at_s * 1_000_000_000,
-        value: Some(sample::Value::DoubleValue(v)),
-        unit: String::new(),
-        quality: 1,
-    }
-}
-
 /// One hour of one-a-minute telemetry with the dome open and `dust` µg/m³.
 fn hour(site: &str, seq: u64, dust: f64) -> TelemetryBatch {
-    let start = T0 + (seq as i64 - 1) * 3600;
-    let samples = (0..60)
-        .flat_map(|i| {
-            let t = start + i * MIN;
-            let mut s = vec![
-                number("dome/shutter/1", "percentage_open", t, 100.0),
-                number("weather/station/1", "dust_concentration", t, dust),
-                number("weather/station/1", "relative_humidity", t, 55.0),
-                number("weather/station/1", "dew_point", t, -3.0),
-            ];
-            s.extend(
-                (1..=18)
-                    .map(|p| number(&format!("m1/segment/{p:02}"), "glass_temperature", t, 8.0)),
-            );
-            s
-        })
-        .collect();
-    TelemetryBatch {
-        site: site.into(),
-        node_id: "node-1".into(),
-        seq,
-        samples,
-        gaps: vec![],
-        created_unix_ns: start * 1_000_000_000,
-        acked_seq: seq - 1,
-    }
+    open_dome_hour(site, seq, T0, MIN, dust)
 }
 
 fn records() -> Vec<(u64, SegmentRecord)> {

@@ -165,6 +165,9 @@ async fn a_kafka_restart_holds_acks_back_and_loses_and_duplicates_nothing() {
         20,
         "nothing is acknowledged while kafka is down"
     );
+    let (status, body) = hub.http_get("/readyz").await;
+    assert_eq!(status, 503, "not ready without kafka: {body}");
+    assert!(body.contains("stream: failed: kafka"), "{body}");
     std::mem::forget(restart);
     services("up", "kafka").await;
     // Kafka is back. Like a fog-node whose ack timeout expired, resend
@@ -184,6 +187,8 @@ async fn a_kafka_restart_holds_acks_back_and_loses_and_duplicates_nothing() {
     }
     let stored = wait_stored(&hub, &token, &site, 40 * PER_BATCH as u64).await;
     assert_eq!(stored, 40 * PER_BATCH as u64, "{}", hub.log());
+    let (status, body) = hub.http_get("/readyz").await;
+    assert_eq!(status, 200, "ready again: {body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         wait_stored(&hub, &token, &site, 40 * PER_BATCH as u64).await,

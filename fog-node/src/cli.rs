@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "fog-node", version, about)]
 pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,7 +104,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return crate::commands::status(config, format == Format::Json).await;
         }
         Command::PrintDefaultConfig => return crate::commands::print_default_config(),
-        command => Cli { command },
+        command => Cli {
+            log_json: cli.log_json,
+            command,
+        },
     };
     let name = match cli.command {
         Command::Enroll { .. } => "enroll",

@@ -210,11 +210,50 @@ pub struct SimulationConfig {
     /// Simulated start time, RFC 3339; default: now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
+    /// Simulated days after which the devices stop (the node keeps
+    /// running and delivers its backlog); default: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_after_days: Option<f64>,
     /// Folder for one FITS file per simulated exposure; none by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fits_dir: Option<PathBuf>,
     /// Scripted events (calima, cleaning, recoat).
     pub inject: Vec<InjectEvent>,
+    /// Sampling rates of the simulated devices, in simulated time.
+    pub rates: DeviceRates,
+}
+
+/// How often the simulated devices sample, in Hz of simulated time. At a
+/// high `time_scale` the defaults (1 Hz) make a flood of samples and, past
+/// `max_catch_up` per tick, leave gaps; lower rates keep an accelerated
+/// run complete. The hub integrates exposure over gaps of at most 120 s, so
+/// keep the weather station and the dome at 1/120 Hz or faster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceRates {
+    /// Weather station (wind, humidity, dew point, dust), Hz.
+    pub weather_hz: f64,
+    /// Dome `percentage_open`, Hz.
+    pub dome_hz: f64,
+    /// Mount axes, Hz.
+    pub mount_hz: f64,
+    /// Mirror segment sensors (piston, tip, tilt, glass temperature), Hz.
+    pub segment_hz: f64,
+    /// Most samples per periodic device per tick; the rest are skipped and counted.
+    pub max_catch_up: u32,
+}
+
+impl Default for DeviceRates {
+    fn default() -> Self {
+        let devices = crate::devices::DeviceConfig::default();
+        DeviceRates {
+            weather_hz: devices.weather_hz,
+            dome_hz: devices.dome_hz,
+            mount_hz: devices.mount_hz,
+            segment_hz: devices.segment_hz,
+            max_catch_up: devices.max_catch_up,
+        }
+    }
 }
 
 impl Default for SimulationConfig {
@@ -227,8 +266,10 @@ impl Default for SimulationConfig {
             tick_ms: 1000,
             segments: None,
             start: None,
+            end_after_days: None,
             fits_dir: None,
             inject: Vec::new(),
+            rates: DeviceRates::default(),
         }
     }
 }
@@ -468,6 +509,27 @@ impl NodeConfig {
                 Error::config("simulation.start", format!("{start:?}: {reason}"))
             })?;
         }
+        if let Some(days) = sim.end_after_days
+            && !(days.is_finite() && days > 0.0)
+        {
+            return bad(
+                "simulation.end_after_days",
+                format!("must be positive, got {days}"),
+            );
+        }
+        for (field, hz) in [
+            ("simulation.rates.weather_hz", sim.rates.weather_hz),
+            ("simulation.rates.dome_hz", sim.rates.dome_hz),
+            ("simulation.rates.mount_hz", sim.rates.mount_hz),
+            ("simulation.rates.segment_hz", sim.rates.segment_hz),
+        ] {
+            if !(hz.is_finite() && (0.0..=1000.0).contains(&hz)) {
+                return bad(field, format!("must be 0..=1000 Hz, got {hz}"));
+            }
+        }
+        if sim.rates.max_catch_up == 0 {
+            return bad("simulation.rates.max_catch_up", "must be at least 1".into());
+        }
         for (i, event) in sim.inject.iter().enumerate() {
             let field = format!("simulation.inject[{i}]");
             if !(event.at_sim_day.is_finite() && event.at_sim_day >= 0.0) {
@@ -573,6 +635,10 @@ mod tests {
                         peak: None,
                     }]
                 }),
+            ),
+            (
+                "simulation.rates.dome_hz",
+                Box::new(|c| c.simulation.rates.dome_hz = -1.0),
             ),
             (
                 "tango.max_connections",

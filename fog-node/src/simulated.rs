@@ -29,6 +29,8 @@ pub struct SimulatedSite {
     devices: Devices,
     segments: u32,
     start_ns: i64,
+    /// Where the simulation stops (`simulation.end_after_days`).
+    end_ns: Option<i64>,
     dt_s: f64,
     /// Clean / recoat events not fired yet, latest first.
     pending: Vec<InjectEvent>,
@@ -59,6 +61,11 @@ impl SimulatedSite {
         let mut devices = DeviceConfig {
             segments,
             seed: config.seed,
+            weather_hz: config.rates.weather_hz,
+            dome_hz: config.rates.dome_hz,
+            mount_hz: config.rates.mount_hz,
+            segment_hz: config.rates.segment_hz,
+            max_catch_up: config.rates.max_catch_up,
             ..DeviceConfig::default()
         };
         devices.camera.fits_dir = config.fits_dir.clone();
@@ -94,6 +101,9 @@ impl SimulatedSite {
             devices,
             segments,
             start_ns,
+            end_ns: config
+                .end_after_days
+                .map(|days| start_ns + (days * 86_400.0 * NS as f64).round() as i64),
             dt_s: config.tick_ms as f64 / 1000.0 * config.time_scale,
             pending,
         })
@@ -107,7 +117,16 @@ impl SimulatedSite {
 
     /// Advances one tick and returns the samples it produced.
     pub fn tick(&mut self) -> Vec<obs_proto::v1::Sample> {
-        self.env.step(self.dt_s);
+        let dt_s = match self.end_ns {
+            Some(end) => self
+                .dt_s
+                .min((end - self.env.state().time_unix_ns) as f64 / NS as f64),
+            None => self.dt_s,
+        };
+        if dt_s <= 0.0 {
+            return Vec::new();
+        }
+        self.env.step(dt_s);
         let now = self.env.state().time_unix_ns;
         let sim_day = (now - self.start_ns) as f64 / (86_400.0 * NS as f64);
         while self.pending.last().is_some_and(|e| e.at_sim_day <= sim_day) {
@@ -136,6 +155,11 @@ impl SimulatedSite {
     /// Simulated time, Unix ns.
     pub fn now_unix_ns(&self) -> i64 {
         self.env.state().time_unix_ns
+    }
+
+    /// Whether the simulation reached `simulation.end_after_days`.
+    pub fn finished(&self) -> bool {
+        self.end_ns.is_some_and(|end| self.now_unix_ns() >= end)
     }
 }
 
@@ -171,6 +195,13 @@ pub fn spawn(
                 let batch = site.tick();
                 if !batch.is_empty() && samples.blocking_send(batch).is_err() {
                     tracing::info!("spool writer gone, simulated devices stop");
+                    break;
+                }
+                if site.finished() {
+                    tracing::info!(
+                        sim_time = crate::timefmt::rfc3339_from_ns(site.now_unix_ns()),
+                        "simulation reached simulation.end_after_days; the node keeps delivering its backlog"
+                    );
                     break;
                 }
                 next += tick;
@@ -249,5 +280,63 @@ mod tests {
         assert_eq!(cleaning.len(), 1, "the scripted cleaning is reported once");
         let text = format!("{:?}", cleaning[0].value);
         assert!(text.contains("\\\"segment\\\":3"), "{text}");
+    }
+
+    #[test]
+    fn the_simulation_stops_exactly_at_its_end() {
+        let config = SimulationConfig {
+            start: Some("2025-06-15T00:00:00Z".into()),
+            time_scale: 3600.0,
+            tick_ms: 1000,
+            end_after_days: Some(0.1),
+            ..SimulationConfig::default()
+        };
+        let mut site = SimulatedSite::new(&config, 6).unwrap();
+        let t0 = site.now_unix_ns();
+        site.initial_samples();
+        for _ in 0..2 {
+            assert!(!site.finished());
+            assert!(!site.tick().is_empty());
+        }
+        assert!(!site.finished());
+        let last = site.tick();
+        assert!(site.finished());
+        assert_eq!(site.now_unix_ns() - t0, 8640 * NS, "a short last step");
+        assert!(last.iter().all(|s| s.ts_unix_ns <= t0 + 8640 * NS));
+        assert!(site.tick().is_empty(), "nothing after the end");
+        assert_eq!(site.now_unix_ns() - t0, 8640 * NS);
+    }
+
+    #[test]
+    fn lower_rates_sample_an_accelerated_tick_completely() {
+        use crate::config::DeviceRates;
+        let config = SimulationConfig {
+            start: Some("2025-06-15T00:00:00Z".into()),
+            time_scale: 3600.0,
+            tick_ms: 1000,
+            rates: DeviceRates {
+                weather_hz: 1.0 / 120.0,
+                dome_hz: 1.0 / 120.0,
+                mount_hz: 0.0,
+                segment_hz: 1.0 / 600.0,
+                max_catch_up: 60,
+            },
+            ..SimulationConfig::default()
+        };
+        let mut site = SimulatedSite::new(&config, 18).unwrap();
+        site.initial_samples();
+        let samples = site.tick();
+        let count = |device: &str, attribute: &str| {
+            samples
+                .iter()
+                .filter(|s| s.device == device && s.attribute == attribute)
+                .count()
+        };
+        // One simulated hour: every 2 minutes, every 10 minutes, never.
+        assert_eq!(count("weather/station/1", "dust_concentration"), 30);
+        assert_eq!(count("dome/shutter/1", "percentage_open"), 30);
+        assert_eq!(count("m1/segment/07", "glass_temperature"), 6);
+        assert_eq!(count("mount/azimuth/1", "position"), 0);
+        assert_eq!(site.devices.stats().skipped, 0, "nothing skipped");
     }
 }

@@ -114,6 +114,19 @@ impl Authenticator {
                 ))
             })?;
         let presented = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+        self.authorize_token(presented, needed, method, subject)
+            .await
+    }
+
+    /// [`authorize`](Self::authorize) for a token presented some other way
+    /// (the dashboard's header, query or cookie): `ID.SECRET`.
+    pub async fn authorize_token(
+        &self,
+        presented: &str,
+        needed: Role,
+        method: &str,
+        subject: &str,
+    ) -> Result<Caller, Status> {
         let unknown = || {
             Status::unauthenticated(format!(
                 "{method}: the API token is not valid; it needs role {}",

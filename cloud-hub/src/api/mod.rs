@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use self::status::manufacturing_status;
-pub use self::status::{enroll_status, store_status, time_from_ns, time_to_ns};
+pub use self::status::{enroll_status, http_status, store_status, time_from_ns, time_to_ns};
 use crate::access::Authenticator;
 use crate::enroll::Enrollment;
 use crate::health::HealthEngine;

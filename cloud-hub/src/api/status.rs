@@ -55,6 +55,29 @@ pub fn manufacturing_status(error: ManufacturingError) -> Status {
     }
 }
 
+/// The HTTP status of a gRPC status code, for the dashboard's HTTP
+/// endpoints, which share the services' errors.
+pub fn http_status(code: tonic::Code) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 /// Unix ns of a timestamp (saturating).
 pub fn time_to_ns(ts: &Timestamp) -> i64 {
     ts.seconds

@@ -29,7 +29,7 @@ use rumqttd::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, Outbound};
+use super::{BrokerStatus, Inbound, Outbound};
 use crate::enroll::{SessionCloser, SiteRegistry};
 use crate::pki::PkiPaths;
 
@@ -150,11 +150,13 @@ impl Outbound for LinkOutbound {
 
 /// Starts the broker and the hub's link; inbound messages are sent to
 /// `inbound` until `shutdown`. Connections are admitted by `sites`.
+/// `status` is up while the link and the broker thread run.
 pub fn start(
     listen: SocketAddr,
     pki: &PkiPaths,
     sites: SiteRegistry,
     inbound: mpsc::Sender<Inbound>,
+    status: BrokerStatus,
     shutdown: CancellationToken,
 ) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
     let fail = |reason: String| EmbeddedBrokerError::Start { listen, reason };
@@ -168,6 +170,8 @@ pub fn start(
         .subscribe(UPLINK_FILTER)
         .map_err(|e| fail(e.to_string()))?;
     let mut server = Server::new(server_settings(listen, pki, sites), router_tx.clone(), V4);
+    status.up(format!("embedded broker on {listen}, link alive"));
+    let thread_status = status.clone();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -178,13 +182,17 @@ pub fn start(
                 Ok(runtime) => {
                     if let Err(error) = runtime.block_on(server.start(LinkType::Remote)) {
                         tracing::error!(%error, %listen, "embedded mqtt broker stopped");
+                        thread_status.down(format!("embedded broker on {listen} stopped: {error}"));
                     }
                 }
-                Err(error) => tracing::error!(%error, %listen, "embedded mqtt broker runtime"),
+                Err(error) => {
+                    tracing::error!(%error, %listen, "embedded mqtt broker runtime");
+                    thread_status.down(format!("embedded broker runtime: {error}"));
+                }
             }
         })
         .map_err(|e| fail(e.to_string()))?;
-    tokio::spawn(read_link(link_rx, inbound, shutdown));
+    tokio::spawn(read_link(link_rx, inbound, status, shutdown));
     tracing::info!(%listen, "embedded mqtt broker listening (mTLS, tenant per site)");
     let open: Box<OpenLink> = Box::new(move |site: &str| {
         LinkBuilder::new(site, router_tx.clone())
@@ -204,6 +212,7 @@ pub fn start(
 async fn read_link(
     mut link_rx: LinkRx,
     inbound: mpsc::Sender<Inbound>,
+    status: BrokerStatus,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -224,6 +233,7 @@ async fn read_link(
             Ok(_) => {}
             Err(error) => {
                 tracing::error!(%error, "embedded mqtt link failed");
+                status.down(format!("embedded mqtt link failed: {error}"));
                 return;
             }
         }

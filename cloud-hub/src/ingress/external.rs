@@ -15,7 +15,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, Outbound};
+use super::{BrokerStatus, Inbound, Outbound};
 
 /// The hub's MQTT identity on an external broker (its certificate CN): a
 /// name no site id (`[a-z][a-z0-9]{1,31}`) can take.
@@ -63,11 +63,12 @@ impl Outbound for ClientOutbound {
 }
 
 /// Connects (in the background, reconnecting with backoff) and forwards
-/// every uplink message to `inbound`.
+/// every uplink message to `inbound`. `status` is up while connected.
 pub fn start(
     broker: ExternalBroker,
     ca: &CertificateAuthority,
     inbound: mpsc::Sender<Inbound>,
+    status: BrokerStatus,
     shutdown: CancellationToken,
 ) -> Result<Box<dyn Outbound>, ExternalBrokerError> {
     let fail = |reason: String| ExternalBrokerError {
@@ -93,7 +94,16 @@ pub fn start(
     ));
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let filter = uplink_filter(&broker.shared_group);
-    tokio::spawn(drive(eventloop, client.clone(), filter, inbound, shutdown));
+    let endpoint = format!("external broker {}:{}", broker.host, broker.port);
+    status.down(format!("{endpoint}: not connected yet"));
+    let link = Link {
+        client: client.clone(),
+        filter,
+        inbound,
+        status,
+        endpoint,
+    };
+    tokio::spawn(drive(eventloop, link, shutdown));
     tracing::info!(
         host = broker.host,
         port = broker.port,
@@ -102,13 +112,24 @@ pub fn start(
     Ok(Box::new(ClientOutbound { client }))
 }
 
-async fn drive(
-    mut eventloop: EventLoop,
+/// What the connection task works with.
+struct Link {
     client: AsyncClient,
     filter: String,
     inbound: mpsc::Sender<Inbound>,
-    shutdown: CancellationToken,
-) {
+    status: BrokerStatus,
+    /// `external broker host:port`, for the status.
+    endpoint: String,
+}
+
+async fn drive(mut eventloop: EventLoop, link: Link, shutdown: CancellationToken) {
+    let Link {
+        client,
+        filter,
+        inbound,
+        status,
+        endpoint,
+    } = link;
     let mut pause = Duration::from_millis(200);
     loop {
         let event = tokio::select! {
@@ -122,6 +143,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 pause = Duration::from_millis(200);
                 tracing::info!(filter, "connected to the external mqtt broker");
+                status.up(format!("{endpoint}: connected"));
                 // A clean session: subscribe again after every connect.
                 if let Err(error) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                     tracing::error!(%error, "cannot subscribe to the uplink topics");
@@ -138,6 +160,7 @@ async fn drive(
             }
             Ok(_) => {}
             Err(error) => {
+                status.down(format!("{endpoint}: {error}"));
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "external mqtt broker connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{DeadLetter, StoreError, StoreResult};
@@ -204,6 +204,31 @@ impl KafkaLog {
             known.insert(topic.to_owned());
         }
         Ok(())
+    }
+
+    /// Whether the cluster answers a metadata request for the dead-letter
+    /// topic within `timeout` (for `/readyz`); the reason when it does not.
+    pub async fn reachable(self: &std::sync::Arc<Self>, timeout: Duration) -> Result<(), String> {
+        let log = self.clone();
+        let topic = self.config.dead_letter_topic();
+        // librdkafka's metadata call blocks: off the async runtime.
+        let answer = tokio::task::spawn_blocking(move || {
+            log.producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|_| ())
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("kafka {}: {error}", self.config.bootstrap)),
+            Err(error) => Err(format!("kafka metadata task: {error}")),
+        }
+    }
+
+    /// The bootstrap servers, for messages.
+    pub fn bootstrap(&self) -> &str {
+        &self.config.bootstrap
     }
 
     /// Creates the telemetry topic of `site`.

@@ -140,7 +140,7 @@ impl Hub {
     }
 
     /// Writes a config (`extra` TOML after the common keys) and starts the hub.
-    fn start(extra: &str, mqtt_port: u16, ca_files: Option<(String, String)>) -> Hub {
+    pub fn start(extra: &str, mqtt_port: u16, ca_files: Option<(String, String)>) -> Hub {
         let dir = tempfile::tempdir().expect("tempdir");
         let grpc_port = free_port();
         let http_port = free_port();
@@ -521,5 +521,49 @@ impl FakeNode {
 
     pub fn acked(&self) -> u64 {
         *self.acks.borrow()
+    }
+}
+
+/// A double sample at `at_s` (Unix seconds), without a unit.
+pub fn number(device: &str, attribute: &str, at_s: i64, v: f64) -> Sample {
+    Sample {
+        device: device.into(),
+        attribute: attribute.into(),
+        ts_unix_ns: at_s * 1_000_000_000,
+        value: Some(sample::Value::DoubleValue(v)),
+        unit: String::new(),
+        quality: 1,
+    }
+}
+
+/// Hour `seq` (1-based from `t0`, Unix seconds) of a site with its dome
+/// open: every `step_s` the shutter, the weather (`dust` µg/m³) and the 18
+/// segments' glass temperatures.
+pub fn open_dome_hour(site: &str, seq: u64, t0: i64, step_s: i64, dust: f64) -> TelemetryBatch {
+    let start = t0 + (seq as i64 - 1) * 3600;
+    let samples = (0..3600 / step_s)
+        .flat_map(|i| {
+            let t = start + i * step_s;
+            let mut s = vec![
+                number("dome/shutter/1", "percentage_open", t, 100.0),
+                number("weather/station/1", "dust_concentration", t, dust),
+                number("weather/station/1", "relative_humidity", t, 55.0),
+                number("weather/station/1", "dew_point", t, -3.0),
+            ];
+            s.extend(
+                (1..=18)
+                    .map(|p| number(&format!("m1/segment/{p:02}"), "glass_temperature", t, 8.0)),
+            );
+            s
+        })
+        .collect();
+    TelemetryBatch {
+        site: site.into(),
+        node_id: "node-1".into(),
+        seq,
+        samples,
+        gaps: vec![],
+        created_unix_ns: start * 1_000_000_000,
+        acked_seq: seq - 1,
     }
 }
