@@ -35,6 +35,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const BATCHES: u64 = 300;
+/// Batches through Kafka (cheap enough for more, and long enough to hide
+/// the producers' start-up).
+const KAFKA_BATCHES: u64 = 8000;
+/// Batches each producer sends before the timed part.
+const WARM_UP: u64 = 50;
 const PER_BATCH: usize = 1000;
 const SERIES: usize = 20;
 
@@ -99,9 +104,11 @@ async fn bench_bridge() -> (f64, f64) {
         ..Default::default()
     };
     let site = "bench";
-    let payloads: Vec<Vec<u8>> = (1..=BATCHES)
+    let payloads: Vec<Vec<u8>> = (1..=WARM_UP + KAFKA_BATCHES)
         .map(|seq| batch(site, seq).encode_to_vec())
         .collect();
+    let (warm, timed) = payloads.split_at(WARM_UP as usize);
+    let timed_samples = KAFKA_BATCHES * PER_BATCH as u64;
     let log = Arc::new(KafkaLog::connect(&config).await.expect("kafka"));
     log.ensure_site(site).await.expect("topic");
 
@@ -115,20 +122,26 @@ async fn bench_bridge() -> (f64, f64) {
         .create()
         .expect("producer");
     let topic = config.telemetry_topic(site);
+    let produce_all = |payloads: &[Vec<u8>]| {
+        let sends: Vec<_> = payloads
+            .iter()
+            .map(|p| {
+                producer
+                    .send_result(FutureRecord::to(&topic).key("bench").payload(p))
+                    .map_err(|(error, _)| error)
+            })
+            .collect();
+        async move {
+            for send in sends {
+                let delivered = send.expect("queued").await.expect("delivered");
+                assert!(delivered.is_ok(), "{delivered:?}");
+            }
+        }
+    };
+    produce_all(warm).await;
     let started = Instant::now();
-    let sends: Vec<_> = payloads
-        .iter()
-        .map(|p| {
-            producer
-                .send_result(FutureRecord::to(&topic).key("bench").payload(p))
-                .map_err(|(error, _)| error)
-        })
-        .collect();
-    for send in sends {
-        let delivered = send.expect("queued").await.expect("delivered");
-        assert!(delivered.is_ok(), "{delivered:?}");
-    }
-    let raw = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+    produce_all(timed).await;
+    let raw = rate(timed_samples, started.elapsed());
 
     // The bridge, fed as the broker link feeds it, until the last ack.
     let highest = Arc::new(Mutex::new(0u64));
@@ -161,19 +174,30 @@ async fn bench_bridge() -> (f64, f64) {
     let stop = CancellationToken::new();
     let task = tokio::spawn(bridge.run(rx, stop.clone()));
     let topic = SiteTopics::for_site(site).telemetry;
+    // Copied into `Bytes` before the clock starts, as the broker link hands
+    // them over.
+    let warm: Vec<Bytes> = warm.iter().map(|p| Bytes::from(p.clone())).collect();
+    let timed: Vec<Bytes> = timed.iter().map(|p| Bytes::from(p.clone())).collect();
+    let feed = |messages: Vec<Bytes>, until: u64| {
+        let (tx, topic, highest) = (tx.clone(), topic.clone(), highest.clone());
+        async move {
+            for payload in messages {
+                tx.send(Inbound {
+                    topic: topic.clone(),
+                    payload,
+                })
+                .await
+                .expect("bridge");
+            }
+            while *highest.lock().expect("lock") < until {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    feed(warm, WARM_UP).await;
     let started = Instant::now();
-    for payload in &payloads {
-        tx.send(Inbound {
-            topic: topic.clone(),
-            payload: Bytes::from(payload.clone()),
-        })
-        .await
-        .expect("bridge");
-    }
-    while *highest.lock().expect("lock") < BATCHES {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let bridged = rate(BATCHES * PER_BATCH as u64, started.elapsed());
+    feed(timed, WARM_UP + KAFKA_BATCHES).await;
+    let bridged = rate(timed_samples, started.elapsed());
     stop.cancel();
     let _ = task.await;
     (raw, bridged)
@@ -337,19 +361,31 @@ async fn bench_end_to_end() -> (f64, f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`; nothing else to parse.
-    let (raw_producer, bridge) = bench_bridge().await;
-    println!(
-        "bridge: raw rdkafka producer {raw_producer:.0} samples/s, KafkaBridge {bridge:.0} samples/s ({:.0} % of raw)",
-        100.0 * bridge / raw_producer
-    );
-    let (raw_writer, sink) = bench_sink().await;
-    println!(
-        "sink:   raw scylla writer {raw_writer:.0} samples/s, CassandraStore::write_batch {sink:.0} samples/s ({:.0} % of raw)",
-        100.0 * sink / raw_writer
-    );
-    let (throughput, p50, p99) = bench_end_to_end().await;
-    println!(
-        "end to end (mTLS MQTT -> Kafka -> Cassandra, queryable): {throughput:.0} samples/s; sample -> queryable latency p50 {p50:.1} ms, p99 {p99:.1} ms"
-    );
+    // `cargo bench` passes `--bench`; other words pick parts (default all):
+    // `cargo bench -p cloud-hub --bench pipeline -- bridge sink end-to-end`.
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if run("bridge") {
+        let (raw_producer, bridge) = bench_bridge().await;
+        println!(
+            "bridge: raw rdkafka producer {raw_producer:.0} samples/s, KafkaBridge {bridge:.0} samples/s ({:.0} % of raw)",
+            100.0 * bridge / raw_producer
+        );
+    }
+    if run("sink") {
+        let (raw_writer, sink) = bench_sink().await;
+        println!(
+            "sink:   raw scylla writer {raw_writer:.0} samples/s, CassandraStore::write_batch {sink:.0} samples/s ({:.0} % of raw)",
+            100.0 * sink / raw_writer
+        );
+    }
+    if run("end-to-end") {
+        let (throughput, p50, p99) = bench_end_to_end().await;
+        println!(
+            "end to end (mTLS MQTT -> Kafka -> Cassandra, queryable): {throughput:.0} samples/s; sample -> queryable latency p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
+    }
 }

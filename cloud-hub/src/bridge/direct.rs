@@ -10,7 +10,7 @@ use obs_proto::v1::{RejectCode, RejectedBatch, TelemetryBatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Parsed, admit, parse, publish_ack};
+use super::{Decode, Parsed, admit, parse, publish_ack};
 use crate::enroll::SiteRegistry;
 use crate::ingest::maintenance::SiteMaintenance;
 use crate::ingest::{BatchLimits, Decision, Rejection, SiteState};
@@ -79,9 +79,9 @@ impl DirectIngest {
 
     async fn handle(&mut self, message: Inbound) {
         let _gate = self.sites.ingest_gate().await;
-        let parsed = parse(&message, &self.limits);
+        let parsed = parse(&message, &self.limits, Decode::Full);
         match admit(&self.sites, &message, parsed).await {
-            Parsed::Batch { site, batch } => {
+            Parsed::Batch { site, batch, .. } => {
                 if let Err(error) = self.accept(&site, &batch).await {
                     // Not acknowledged: the fog-node resends it.
                     tracing::error!(%error, site, seq = batch.seq, "failed to store batch");
@@ -91,6 +91,7 @@ impl DirectIngest {
                 site,
                 batch,
                 rejection,
+                ..
             } => {
                 if let Err(error) = self.reject(&site, &message, &batch, rejection).await {
                     tracing::error!(%error, site, seq = batch.seq, "failed to record a rejected batch");

@@ -12,7 +12,7 @@ use obs_proto::v1::{RejectCode, RejectedBatch, TelemetryBatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Parsed, admit, parse, publish_ack};
+use super::{Decode, Parsed, admit, parse, publish_ack};
 use crate::enroll::SiteRegistry;
 use crate::ingest::{BatchLimits, Decision, SeqTracker};
 use crate::ingress::{Inbound, Outbound};
@@ -32,15 +32,23 @@ struct NodeProgress {
 }
 
 impl NodeProgress {
-    fn decide(&self, batch: &TelemetryBatch) -> Decision {
+    /// `samples`: how many the batch holds (its `samples` may be left
+    /// undecoded).
+    fn decide(&self, batch: &TelemetryBatch, samples: usize) -> Decision {
         if self.durable.contains(batch.seq) || self.in_flight.contains(&batch.seq) {
             return Decision::Duplicate;
         }
+        // The first seq after the prefix that is durable or in flight.
         let mut next = self.durable.upto() + 1;
-        while self.in_flight.contains(&next) || self.durable.contains(next) {
-            next += 1;
+        let mut flying = self.in_flight.range(next..).peekable();
+        loop {
+            if flying.next_if_eq(&&next).is_some() || self.durable.contains(next) {
+                next += 1;
+            } else {
+                break;
+            }
         }
-        let connecting_gap = batch.samples.is_empty()
+        let connecting_gap = samples == 0
             && batch
                 .gaps
                 .iter()
@@ -125,13 +133,18 @@ impl KafkaBridge {
 
     async fn handle(&mut self, message: Inbound) {
         let _gate = self.sites.ingest_gate().await;
-        let parsed = parse(&message, &self.limits);
+        let parsed = parse(&message, &self.limits, Decode::Header);
         match admit(&self.sites, &message, parsed).await {
-            Parsed::Batch { site, batch } => self.produce(site, &message, batch, None).await,
+            Parsed::Batch {
+                site,
+                batch,
+                samples,
+            } => self.produce(site, &message, batch, samples, None).await,
             Parsed::Rejected {
                 site,
                 batch,
                 rejection,
+                ..
             } => {
                 tracing::warn!(site, seq = batch.seq, reason = %rejection, "batch rejected");
                 let letter = crate::store::DeadLetter {
@@ -163,7 +176,8 @@ impl KafkaBridge {
                     acked_seq: batch.acked_seq,
                     ..Default::default()
                 };
-                self.produce(site, &message, marker, Some(rejected)).await;
+                self.produce(site, &message, marker, 0, Some(rejected))
+                    .await;
             }
             Parsed::Status { site, status } => self.live.set_status(&site, status),
             Parsed::Unusable(letter) => {
@@ -190,6 +204,7 @@ impl KafkaBridge {
         site: String,
         message: &Inbound,
         batch: TelemetryBatch,
+        samples: usize,
         rejected: Option<RejectedBatch>,
     ) {
         let key = (site.clone(), batch.node_id.clone());
@@ -197,7 +212,7 @@ impl KafkaBridge {
             durable: SeqTracker::starting_at(batch.acked_seq),
             in_flight: BTreeSet::new(),
         });
-        match progress.decide(&batch) {
+        match progress.decide(&batch, samples) {
             Decision::Accept => {}
             Decision::Duplicate => {
                 crate::metrics::batch_duplicate(&site);
@@ -263,11 +278,8 @@ impl KafkaBridge {
             "batch produced"
         );
         progress.in_flight.insert(batch.seq);
-        let samples = batch.samples.len();
-        let summary = TelemetryBatch {
-            samples: Vec::new(),
-            ..batch
-        };
+        // Without samples (Decode::Header left them encoded).
+        let summary = batch;
         let tx = self.deliveries_tx.clone();
         tokio::spawn(async move {
             let ok = match delivery.await {
@@ -327,7 +339,6 @@ mod tests {
     fn data(seq: u64) -> TelemetryBatch {
         TelemetryBatch {
             seq,
-            samples: vec![Default::default()],
             ..Default::default()
         }
     }
@@ -337,11 +348,14 @@ mod tests {
         let mut progress = NodeProgress::default();
         progress.in_flight.insert(1);
         progress.in_flight.insert(2);
-        assert_eq!(progress.decide(&data(2)), Decision::Duplicate);
-        assert_eq!(progress.decide(&data(3)), Decision::Accept);
-        assert_eq!(progress.decide(&data(4)), Decision::Ahead { expected: 3 });
+        assert_eq!(progress.decide(&data(2), 1), Decision::Duplicate);
+        assert_eq!(progress.decide(&data(3), 1), Decision::Accept);
+        assert_eq!(
+            progress.decide(&data(4), 1),
+            Decision::Ahead { expected: 3 }
+        );
         // Batch 1 failed: the prefix stops before it and the resend is taken.
         progress.in_flight.remove(&1);
-        assert_eq!(progress.decide(&data(1)), Decision::Accept);
+        assert_eq!(progress.decide(&data(1), 1), Decision::Accept);
     }
 }

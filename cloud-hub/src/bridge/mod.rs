@@ -17,19 +17,25 @@ use obs_proto::v1::{Ack, NodeStatus, RejectCode, RejectedBatch, TelemetryBatch};
 use prost::Message;
 
 use crate::enroll::SiteRegistry;
-use crate::ingest::{BatchLimits, Rejection, check_batch};
+use crate::ingest::{BatchLimits, BatchView, Rejection, check_batch};
 use crate::ingress::{Inbound, Outbound};
 use crate::store::DeadLetter;
 
 /// What an inbound message turned out to be.
 #[derive(Debug)]
 pub enum Parsed {
-    /// A batch that passed the checks, from `site`.
-    Batch { site: String, batch: TelemetryBatch },
+    /// A batch that passed the checks, from `site`, holding `samples`
+    /// samples (`batch.samples` is empty after [`Decode::Header`]).
+    Batch {
+        site: String,
+        batch: TelemetryBatch,
+        samples: usize,
+    },
     /// A batch that decoded but will never be stored.
     Rejected {
         site: String,
         batch: TelemetryBatch,
+        samples: usize,
         rejection: Rejection,
     },
     /// A node status report.
@@ -38,17 +44,28 @@ pub enum Parsed {
     Unusable(DeadLetter),
 }
 
+/// How much of a telemetry batch [`parse`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// Every sample, for writing them (the embedded mode).
+    Full,
+    /// The batch without its samples, which are only checked (the Kafka
+    /// bridge forwards the payload as it came): see [`BatchView`].
+    Header,
+}
+
 /// Classifies one message and counts what it was; never panics on any input.
-pub fn parse(message: &Inbound, limits: &BatchLimits) -> Parsed {
-    let parsed = classify(message, limits);
+pub fn parse(message: &Inbound, limits: &BatchLimits, decode: Decode) -> Parsed {
+    let parsed = classify(message, limits, decode);
     match &parsed {
-        Parsed::Batch { site, batch } => crate::metrics::batch_received(site, batch.samples.len()),
+        Parsed::Batch { site, samples, .. } => crate::metrics::batch_received(site, *samples),
         Parsed::Rejected {
             site,
-            batch,
+            samples,
             rejection,
+            ..
         } => {
-            crate::metrics::batch_received(site, batch.samples.len());
+            crate::metrics::batch_received(site, *samples);
             crate::metrics::batch_rejected(site, rejection.code.as_str_name());
         }
         Parsed::Status { .. } => {}
@@ -59,7 +76,7 @@ pub fn parse(message: &Inbound, limits: &BatchLimits) -> Parsed {
     parsed
 }
 
-fn classify(message: &Inbound, limits: &BatchLimits) -> Parsed {
+fn classify(message: &Inbound, limits: &BatchLimits, decode: Decode) -> Parsed {
     let unusable = |site: Option<&str>, reason: String| {
         Parsed::Unusable(DeadLetter {
             site: site.map(str::to_owned),
@@ -98,18 +115,33 @@ fn classify(message: &Inbound, limits: &BatchLimits) -> Parsed {
             ),
         );
     }
-    let batch = match TelemetryBatch::decode(message.payload.as_ref()) {
-        Ok(batch) => batch,
+    let decoded = match decode {
+        Decode::Full => TelemetryBatch::decode(message.payload.as_ref())
+            .map(|batch| {
+                let verdict = check_batch(site, &batch, limits);
+                (batch.samples.len(), batch, verdict)
+            })
+            .map_err(|error| error.to_string()),
+        Decode::Header => BatchView::decode(message.payload.as_ref()).map(|view| {
+            let verdict = view.check(site, limits);
+            (view.sample_count(), view.header, verdict)
+        }),
+    };
+    let (samples, batch, verdict) = match decoded {
+        Ok(decoded) => decoded,
         Err(error) => return unusable(Some(site), format!("undecodable telemetry batch: {error}")),
     };
-    match check_batch(site, &batch, limits) {
+    let site = site.to_owned();
+    match verdict {
         Ok(()) => Parsed::Batch {
-            site: site.to_owned(),
+            site,
             batch,
+            samples,
         },
         Err(rejection) => Parsed::Rejected {
-            site: site.to_owned(),
+            site,
             batch,
+            samples,
             rejection,
         },
     }
@@ -132,7 +164,11 @@ pub async fn admit(sites: &SiteRegistry, message: &Inbound, parsed: Parsed) -> P
         _ => "not enrolled",
     };
     match parsed {
-        Parsed::Batch { site, batch } => {
+        Parsed::Batch {
+            site,
+            batch,
+            samples,
+        } => {
             let rejection = Rejection {
                 code: RejectCode::SiteNotActive,
                 reason: format!(
@@ -144,6 +180,7 @@ pub async fn admit(sites: &SiteRegistry, message: &Inbound, parsed: Parsed) -> P
             Parsed::Rejected {
                 site,
                 batch,
+                samples,
                 rejection,
             }
         }
@@ -194,23 +231,27 @@ mod tests {
     #[test]
     fn garbage_becomes_a_dead_letter_naming_the_site_and_reason() {
         let limits = BatchLimits::default();
-        let Parsed::Unusable(letter) = parse(
-            &inbound("/tenants/nrt/obs/v1/up/telemetry", vec![0xff, 0xff, 0xff]),
-            &limits,
-        ) else {
-            panic!("expected a dead letter")
-        };
-        assert_eq!(letter.site.as_deref(), Some("nrt"));
-        assert!(
-            letter.reason.starts_with("undecodable telemetry batch"),
-            "{}",
-            letter.reason
-        );
+        for decode in [Decode::Full, Decode::Header] {
+            let Parsed::Unusable(letter) = parse(
+                &inbound("/tenants/nrt/obs/v1/up/telemetry", vec![0xff, 0xff, 0xff]),
+                &limits,
+                decode,
+            ) else {
+                panic!("expected a dead letter")
+            };
+            assert_eq!(letter.site.as_deref(), Some("nrt"));
+            assert!(
+                letter.reason.starts_with("undecodable telemetry batch"),
+                "{}",
+                letter.reason
+            );
 
-        let Parsed::Unusable(letter) = parse(&inbound("elsewhere/x", vec![]), &limits) else {
-            panic!("expected a dead letter")
-        };
-        assert_eq!(letter.site, None);
+            let Parsed::Unusable(letter) = parse(&inbound("elsewhere/x", vec![]), &limits, decode)
+            else {
+                panic!("expected a dead letter")
+            };
+            assert_eq!(letter.site, None);
+        }
     }
 
     #[test]
@@ -221,20 +262,24 @@ mod tests {
             seq: 9,
             ..Default::default()
         };
-        let parsed = parse(
-            &inbound("/tenants/nrt/obs/v1/up/telemetry", batch.encode_to_vec()),
-            &BatchLimits::default(),
-        );
-        let Parsed::Rejected {
-            site,
-            batch,
-            rejection,
-        } = parsed
-        else {
-            panic!("expected a rejection")
-        };
-        assert_eq!((site.as_str(), batch.seq), ("nrt", 9));
-        assert_eq!(rejection.code, obs_proto::v1::RejectCode::WrongSite);
+        for decode in [Decode::Full, Decode::Header] {
+            let parsed = parse(
+                &inbound("/tenants/nrt/obs/v1/up/telemetry", batch.encode_to_vec()),
+                &BatchLimits::default(),
+                decode,
+            );
+            let Parsed::Rejected {
+                site,
+                batch,
+                rejection,
+                ..
+            } = parsed
+            else {
+                panic!("expected a rejection")
+            };
+            assert_eq!((site.as_str(), batch.seq), ("nrt", 9));
+            assert_eq!(rejection.code, obs_proto::v1::RejectCode::WrongSite);
+        }
     }
 
     #[tokio::test]
@@ -274,12 +319,12 @@ mod tests {
             )
         };
         let message = batch_of("nrt");
-        let parsed = admit(&sites, &message, parse(&message, &limits)).await;
+        let parsed = admit(&sites, &message, parse(&message, &limits, Decode::Full)).await;
         assert!(matches!(parsed, Parsed::Batch { .. }), "{parsed:?}");
         for (site, state) in [("old", "revoked"), ("stranger", "not enrolled")] {
             let message = batch_of(site);
             let Parsed::Rejected { rejection, .. } =
-                admit(&sites, &message, parse(&message, &limits)).await
+                admit(&sites, &message, parse(&message, &limits, Decode::Full)).await
             else {
                 panic!("{site}: expected a rejection")
             };
@@ -296,7 +341,7 @@ mod tests {
             "/tenants/old/obs/v1/up/status",
             NodeStatus::default().encode_to_vec(),
         );
-        let parsed = admit(&sites, &status, parse(&status, &limits)).await;
+        let parsed = admit(&sites, &status, parse(&status, &limits, Decode::Full)).await;
         let Parsed::Unusable(letter) = parsed else {
             panic!("expected a dead letter")
         };
@@ -312,6 +357,7 @@ mod tests {
         let Parsed::Unusable(letter) = parse(
             &inbound("/tenants/nrt/obs/v1/up/telemetry", vec![0; 2000]),
             &limits,
+            Decode::Header,
         ) else {
             panic!("expected a dead letter")
         };

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod rollup;
 pub mod seq;
 mod validate;
+pub mod view;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ pub use self::exposure::{ExposureRow, ExposureTotals};
 pub use self::rollup::{Aggregate, LateBucket, Resolution, RollupRow, SeriesKey};
 pub use self::seq::{Decision, SeqTracker};
 pub use self::validate::{BatchLimits, Rejection, check_batch};
+pub use self::view::BatchView;
 
 /// Counters kept in `ingest_progress` for a site.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,12 +43,61 @@ impl Rejection {
 const MIN_TS_NS: i64 = 946_684_800_000_000_000;
 const MAX_TS_NS: i64 = 4_102_444_800_000_000_000;
 
+/// A sample as the rules see it: borrowed from a decoded [`Sample`] or from
+/// the wire ([`super::view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleRef<'a> {
+    pub device: &'a str,
+    pub attribute: &'a str,
+    pub ts_unix_ns: i64,
+    pub value: ValueRef,
+    pub unit: &'a str,
+}
+
+/// What the rules need of a sample's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRef {
+    Missing,
+    /// A string value of this many bytes.
+    Text(usize),
+    Number,
+}
+
+impl<'a> From<&'a Sample> for SampleRef<'a> {
+    fn from(sample: &'a Sample) -> Self {
+        SampleRef {
+            device: &sample.device,
+            attribute: &sample.attribute,
+            ts_unix_ns: sample.ts_unix_ns,
+            value: match &sample.value {
+                None => ValueRef::Missing,
+                Some(sample::Value::StringValue(text)) => ValueRef::Text(text.len()),
+                Some(_) => ValueRef::Number,
+            },
+            unit: &sample.unit,
+        }
+    }
+}
+
 /// Checks a decoded batch that arrived on `topic_site`'s topic.
 pub fn check_batch(
     topic_site: &str,
     batch: &TelemetryBatch,
     limits: &BatchLimits,
 ) -> Result<(), Rejection> {
+    let samples: Vec<SampleRef<'_>> = batch.samples.iter().map(SampleRef::from).collect();
+    check_parts(topic_site, batch, &samples, limits)
+}
+
+/// [`check_batch`] for a batch whose samples are given apart from it
+/// (`header.samples` is not looked at).
+pub fn check_parts(
+    topic_site: &str,
+    header: &TelemetryBatch,
+    samples: &[SampleRef<'_>],
+    limits: &BatchLimits,
+) -> Result<(), Rejection> {
+    let batch = header;
     if batch.site != topic_site {
         return Err(Rejection::new(
             RejectCode::WrongSite,
@@ -61,9 +110,7 @@ pub fn check_batch(
     if batch.seq == 0 {
         return Err(invalid(batch, "seq must be at least 1".into()));
     }
-    if !is_name(&batch.node_id, 64, |c| {
-        c.is_ascii_alphanumeric() || "-_.".contains(c)
-    }) {
+    if !is_name(&batch.node_id, 64, is_id_byte) {
         return Err(invalid(
             batch,
             format!(
@@ -72,18 +119,18 @@ pub fn check_batch(
             ),
         ));
     }
-    if batch.samples.len() > limits.max_samples {
+    if samples.len() > limits.max_samples {
         return Err(Rejection::new(
             RejectCode::Oversized,
             format!(
                 "batch seq {} holds {} samples, more than the limit {}",
                 batch.seq,
-                batch.samples.len(),
+                samples.len(),
                 limits.max_samples
             ),
         ));
     }
-    for (index, sample) in batch.samples.iter().enumerate() {
+    for (index, sample) in samples.iter().enumerate() {
         check_sample(sample, limits).map_err(|reason| {
             invalid(
                 batch,
@@ -115,21 +162,33 @@ fn invalid(batch: &TelemetryBatch, reason: String) -> Rejection {
     )
 }
 
-fn is_name(text: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
-    !text.is_empty() && text.len() <= max && text.chars().all(allowed)
+/// 1..=`max` bytes, each `allowed` (ASCII only: a byte of a multi-byte
+/// character never is).
+fn is_name(text: &str, max: usize, allowed: fn(u8) -> bool) -> bool {
+    !text.is_empty() && text.len() <= max && text.bytes().all(allowed)
+}
+
+/// A-Z a-z 0-9 - _ .
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
 fn is_device_part(part: &str) -> bool {
-    is_name(part, 64, |c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    is_name(part, 64, is_id_byte)
 }
 
-fn check_sample(sample: &Sample, limits: &BatchLimits) -> Result<(), String> {
-    let parts: Vec<&str> = sample.device.split('/').collect();
-    if parts.len() != 3 || !parts.iter().all(|p| is_device_part(p)) {
+fn is_device(device: &str) -> bool {
+    let mut parts = device.split('/');
+    let three = [parts.next(), parts.next(), parts.next()];
+    parts.next().is_none() && three.iter().all(|p| p.is_some_and(is_device_part))
+}
+
+fn check_sample(sample: &SampleRef<'_>, limits: &BatchLimits) -> Result<(), String> {
+    if !is_device(sample.device) {
         return Err("device must be domain/family/member (A-Z a-z 0-9 - _ .)".into());
     }
-    if !is_name(&sample.attribute, 64, |c| {
-        c.is_ascii_alphanumeric() || c == '_'
+    if !is_name(sample.attribute, 64, |b| {
+        b.is_ascii_alphanumeric() || b == b'_'
     }) {
         return Err("attribute must be 1-64 characters of A-Z a-z 0-9 _".into());
     }
@@ -139,16 +198,15 @@ fn check_sample(sample: &Sample, limits: &BatchLimits) -> Result<(), String> {
             sample.ts_unix_ns
         ));
     }
-    match &sample.value {
-        None => return Err("no value".into()),
-        Some(sample::Value::StringValue(text)) if text.len() > limits.max_string_bytes => {
+    match sample.value {
+        ValueRef::Missing => return Err("no value".into()),
+        ValueRef::Text(len) if len > limits.max_string_bytes => {
             return Err(format!(
-                "string value of {} bytes exceeds {}",
-                text.len(),
+                "string value of {len} bytes exceeds {}",
                 limits.max_string_bytes
             ));
         }
-        Some(_) => {}
+        ValueRef::Text(_) | ValueRef::Number => {}
     }
     if sample.unit.len() > 32 {
         return Err("unit longer than 32 bytes".into());
@@ -184,6 +242,25 @@ mod tests {
     #[test]
     fn a_good_batch_passes() {
         assert_eq!(check_batch("nrt", &good(), &BatchLimits::default()), Ok(()));
+    }
+
+    #[test]
+    fn a_device_is_exactly_three_named_parts() {
+        for good in ["m1/segment/07", "dome/shutter/1", "a.b/c-d/e_f"] {
+            assert!(is_device(good), "{good}");
+        }
+        for bad in [
+            "m1/segment",
+            "m1/segment/07/x",
+            "m1//07",
+            "/segment/07",
+            "m1/segment/",
+            "m1/seg ment/07",
+            "m1/segmént/07",
+            "",
+        ] {
+            assert!(!is_device(bad), "{bad}");
+        }
     }
 
     #[test]
