@@ -85,14 +85,15 @@ pub async fn fleet_health(
             .latest_predictions(&site.site)
             .await
             .map_err(store_status)?;
+        let serials: Vec<String> = predictions.iter().map(|p| p.serial.clone()).collect();
+        let details = context
+            .segments
+            .segments_with_maintenance(&serials)
+            .await
+            .map_err(store_status)?;
         let mut segments = Vec::with_capacity(predictions.len());
-        for p in &predictions {
-            let Some(stored) = context
-                .segments
-                .segment(&p.serial)
-                .await
-                .map_err(store_status)?
-            else {
+        for (p, (stored, maintenance)) in predictions.iter().zip(details) {
+            let Some(stored) = stored else {
                 continue;
             };
             let record = &stored.record;
@@ -107,11 +108,6 @@ pub async fn fleet_health(
                 response.model_sha256 = p.model_sha256.clone();
                 response.model_version = p.model_version.clone();
             }
-            let maintenance = context
-                .segments
-                .maintenance_of(&p.serial)
-                .await
-                .map_err(store_status)?;
             let last = maintenance
                 .iter()
                 .filter(|m| {

@@ -291,6 +291,23 @@ pub trait SegmentStore: Send + Sync + 'static {
 
     /// Every maintenance event of `serial`, oldest first.
     async fn maintenance_of(&self, serial: &str) -> StoreResult<Vec<MaintenanceRecord>>;
+
+    /// [`segment`](Self::segment) and [`maintenance_of`](Self::maintenance_of)
+    /// for each of `serials`, in their order (a whole site's segments for
+    /// fleet health). Stores override it to read in one go.
+    async fn segments_with_maintenance(
+        &self,
+        serials: &[String],
+    ) -> StoreResult<Vec<(Option<StoredSegment>, Vec<MaintenanceRecord>)>> {
+        let mut out = Vec::with_capacity(serials.len());
+        for serial in serials {
+            out.push((
+                self.segment(serial).await?,
+                self.maintenance_of(serial).await?,
+            ));
+        }
+        Ok(out)
+    }
 }
 
 /// The stored bytes of a record: its `observatory.v1.SegmentRecord` encoding.

@@ -280,4 +280,22 @@ pub async fn segment_store_suite<S: SegmentStore>(store: &S, site: &str) {
             .expect("maintenance")
             .is_empty()
     );
+
+    // The batched read gives what the single reads give, in order.
+    let missing = format!("{b}-NOPE");
+    let serials = vec![c.clone(), missing, b.clone()];
+    let batched = store
+        .segments_with_maintenance(&serials)
+        .await
+        .expect("batched");
+    let mut expected = Vec::new();
+    for serial in &serials {
+        expected.push((
+            store.segment(serial).await.expect("segment"),
+            store.maintenance_of(serial).await.expect("maintenance"),
+        ));
+    }
+    assert_eq!(batched, expected);
+    assert!(batched[0].0.is_some() && batched[1].0.is_none());
+    assert_eq!(batched[2].1.len(), 2);
 }

@@ -347,12 +347,31 @@ impl SegmentStore for SqliteStore {
     async fn maintenance_of(&self, serial: &str) -> StoreResult<Vec<MaintenanceRecord>> {
         let serial = serial.to_owned();
         self.read(&format!("reading maintenance of {serial}"), move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {MAINTENANCE_COLUMNS} FROM maintenance WHERE serial = ?1 ORDER BY at, kind"
-            ))?;
-            let rows = stmt.query_map([serial], maintenance_from_row)?;
-            rows.collect()
+            maintenance(conn, &serial)
         })
         .await
     }
+
+    async fn segments_with_maintenance(
+        &self,
+        serials: &[String],
+    ) -> StoreResult<Vec<(Option<StoredSegment>, Vec<MaintenanceRecord>)>> {
+        let serials = serials.to_vec();
+        let operation = format!("reading {} segments with their maintenance", serials.len());
+        self.read(&operation, move |conn| {
+            serials
+                .iter()
+                .map(|serial| Ok((current_segment(conn, serial)?, maintenance(conn, serial)?)))
+                .collect()
+        })
+        .await
+    }
+}
+
+fn maintenance(conn: &Connection, serial: &str) -> rusqlite::Result<Vec<MaintenanceRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MAINTENANCE_COLUMNS} FROM maintenance WHERE serial = ?1 ORDER BY at, kind"
+    ))?;
+    let rows = stmt.query_map([serial], maintenance_from_row)?;
+    rows.collect()
 }
