@@ -234,6 +234,14 @@ impl Validate for HubConfig {
         {
             return invalid("stream.topic_namespace", &reason);
         }
+        if let StreamConfig::Kafka(kafka) = &self.stream
+            && kafka.retention_hours == 0
+        {
+            return invalid(
+                "stream.retention_hours",
+                "must be at least 1: Kafka keeps acknowledged batches that long for the sink",
+            );
+        }
         if let StoreConfig::Cassandra { nodes, .. } = &self.store
             && nodes.is_empty()
         {
@@ -256,6 +264,22 @@ mod tests {
             text.contains("[mqtt]") && text.contains("kind = \"embedded\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn kafka_topics_keep_batches_thirty_days_unless_told_and_never_zero() {
+        let config: HubConfig =
+            toml::from_str("[stream]\nkind = \"kafka\"\nbootstrap = \"k:9092\"\n").unwrap();
+        let StreamConfig::Kafka(kafka) = &config.stream else {
+            panic!("kafka")
+        };
+        assert_eq!(kafka.retention_hours, 720);
+        let zero: HubConfig = toml::from_str(
+            "[stream]\nkind = \"kafka\"\nbootstrap = \"k:9092\"\nretention_hours = 0\n",
+        )
+        .unwrap();
+        let error = zero.validate().unwrap_err().to_string();
+        assert!(error.contains("stream.retention_hours"), "{error}");
     }
 
     #[test]

@@ -114,3 +114,38 @@ async fn produce_with_acks_all_and_idempotence_then_consume_everything_in_order(
 
     admin.delete_topics(&[&topic], &options).await.unwrap();
 }
+
+/// Site topics the hub creates keep batches as long as configured, so a
+/// sink outage shorter than that loses nothing Kafka acknowledged.
+#[tokio::test]
+async fn the_hub_creates_site_topics_with_the_configured_retention() {
+    use cloud_hub::stream::kafka::{KafkaConfig, KafkaLog};
+    use rdkafka::admin::ResourceSpecifier;
+
+    let config = KafkaConfig {
+        bootstrap: kafka_bootstrap(),
+        topic_namespace: format!("{}.", unique("retention")),
+        retention_hours: 72,
+        ..Default::default()
+    };
+    let log = KafkaLog::connect(&config).await.expect("kafka");
+    log.ensure_site("nrt").await.expect("site topic");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .expect("admin");
+    let topic = config.telemetry_topic("nrt");
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+        .await
+        .expect("describe");
+    let resource = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("topic config");
+    let retention = resource
+        .get("retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(retention.as_deref(), Some("259200000"), "{topic}");
+}

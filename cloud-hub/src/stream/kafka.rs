@@ -109,6 +109,11 @@ pub struct KafkaConfig {
     /// hubs (e.g. `staging.`): topics are `{namespace}obs.telemetry.{site}`
     /// and `{namespace}obs.deadletter`. Empty by default.
     pub topic_namespace: String,
+    /// `retention.ms` of the topics the hub creates, in hours: how long a
+    /// batch Kafka acknowledged (and the fog-node then dropped) waits for
+    /// the sink, e.g. through a Cassandra outage. Topics that already exist
+    /// keep their setting.
+    pub retention_hours: u32,
     /// librdkafka `debug` contexts (e.g. `cgrp,fetch`) for diagnosis; empty
     /// for none.
     pub debug: String,
@@ -125,6 +130,7 @@ impl Default for KafkaConfig {
             sink_instance_id: String::new(),
             sink_session_timeout_ms: 10_000,
             topic_namespace: String::new(),
+            retention_hours: 30 * 24,
             debug: String::new(),
         }
     }
@@ -177,11 +183,13 @@ impl KafkaLog {
         {
             return Ok(());
         }
+        let retention_ms = (u64::from(self.config.retention_hours) * 3_600_000).to_string();
         let new_topic = NewTopic::new(
             topic,
             self.config.partitions,
             TopicReplication::Fixed(self.config.replication_factor),
-        );
+        )
+        .set("retention.ms", &retention_ms);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
         let results = self
             .admin
