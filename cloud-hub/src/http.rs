@@ -122,6 +122,13 @@ pub async fn serve(
         dashboard = context.dashboard.is_some(),
         "http (health, readiness, metrics, dashboard) listening"
     );
+    // Pages and metrics span several segments: send them without waiting
+    // out the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on an http connection: {e}");
+        }
+    });
     axum::serve(listener, router(context))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -92,7 +92,11 @@ pub fn start(
     options.set_transport(Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
     ));
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    // Acks are small: send them at once, not after the broker's delayed ACK.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let filter = uplink_filter(&broker.shared_group);
     let endpoint = format!("external broker {}:{}", broker.host, broker.port);
     status.down(format!("{endpoint}: not connected yet"));

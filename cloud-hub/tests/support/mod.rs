@@ -446,6 +446,9 @@ impl FakeNode {
             rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
         ));
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let topics = SiteTopics::for_site(site);
         let (ack_tx, acks) = watch::channel(0u64);
         let (err_tx, errors) = watch::channel(None);

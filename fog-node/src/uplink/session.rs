@@ -93,6 +93,9 @@ pub(crate) async fn run(
     let (client, mut eventloop) = AsyncClient::new(options, config.window * 2 + 16);
     let mut network = eventloop.network_options();
     network.set_connection_timeout(config.connect_timeout_s);
+    // Small packets (PUBACKs, statuses) go out at once, not after the
+    // broker's delayed ACK.
+    network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
 
     let broker = format!("{}:{}", enrollment.mqtt.host, enrollment.mqtt.port);
