@@ -16,6 +16,7 @@ use obs_proto::v1::{
     GetFleetHealthRequest, RecordInstallationRequest, Sample, SegmentRecordRow, TelemetryBatch,
     UploadOptions, UploadSegmentRecordsRequest, sample,
 };
+use prost::Message;
 use prost_types::Timestamp;
 use support::{FakeNode, Hub, Mode, authed};
 
@@ -172,29 +173,38 @@ async fn main() {
         evaluated.as_secs_f64() * 1000.0
     );
 
-    let mut latencies = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let started = Instant::now();
-        let response = fleet
-            .get_fleet_health(authed(GetFleetHealthRequest::default(), &viewer))
-            .await
-            .expect("fleet health")
-            .into_inner();
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(
-            response
-                .sites
-                .iter()
-                .map(|s| s.segments.len())
-                .sum::<usize>(),
-            segments
+    for include_features in [false, true] {
+        let request = GetFleetHealthRequest {
+            include_features,
+            ..Default::default()
+        };
+        let mut latencies = Vec::with_capacity(CALLS);
+        let mut bytes = 0;
+        for _ in 0..CALLS {
+            let started = Instant::now();
+            let response = fleet
+                .get_fleet_health(authed(request.clone(), &viewer))
+                .await
+                .expect("fleet health")
+                .into_inner();
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            bytes = response.encoded_len();
+            assert_eq!(
+                response
+                    .sites
+                    .iter()
+                    .map(|s| s.segments.len())
+                    .sum::<usize>(),
+                segments
+            );
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "GetFleetHealth over {segments} segments, include_features={include_features} ({CALLS} calls, {:.0} kB, gRPC over TLS): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            bytes as f64 / 1000.0,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies[latencies.len() - 1]
         );
     }
-    latencies.sort_by(f64::total_cmp);
-    println!(
-        "GetFleetHealth over {segments} segments ({CALLS} calls, gRPC over TLS): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies[latencies.len() - 1]
-    );
 }

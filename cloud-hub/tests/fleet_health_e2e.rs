@@ -111,6 +111,7 @@ async fn fleet_health_predicts_every_installed_segment_and_ranks_the_dusty_site_
     let request = GetFleetHealthRequest {
         sites: vec![dusty.clone(), clean.clone()],
         refresh: true,
+        include_features: true,
         ..Default::default()
     };
     let response = fleet
@@ -224,6 +225,24 @@ async fn fleet_health_predicts_every_installed_segment_and_ranks_the_dusty_site_
             .flat_map(|s| &s.segments)
             .all(|s| s.risk >= Risk::Watch as i32)
     );
+    // Without include_features the listing leaves the model inputs out.
+    let request = GetFleetHealthRequest {
+        sites: vec![dusty.clone(), clean.clone()],
+        ..Default::default()
+    };
+    let listing = fleet
+        .get_fleet_health(authed(request, &viewer))
+        .await
+        .expect("listing")
+        .into_inner();
+    let predictions: Vec<_> = listing
+        .sites
+        .iter()
+        .flat_map(|s| &s.segments)
+        .filter_map(|s| s.prediction.as_ref())
+        .collect();
+    assert_eq!(predictions.len(), 36);
+    assert!(predictions.iter().all(|p| p.features.is_empty()));
 
     // The prediction is in the segment's lifecycle too.
     let serial = accepted[0].serial.clone();

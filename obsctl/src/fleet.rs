@@ -55,6 +55,8 @@ pub async fn run(hub: &Hub, command: FleetCommand, format: Format) -> anyhow::Re
         min_risk: min_risk as i32,
         coating_batch: coating_batch.unwrap_or_default(),
         refresh,
+        // The table and its JSON show no model inputs.
+        include_features: false,
     };
     let response = FleetHealthServiceClient::new(hub.channel.clone())
         .get_fleet_health(hub.request(request)?)

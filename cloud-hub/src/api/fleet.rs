@@ -22,7 +22,7 @@ use crate::access::Role;
 use crate::health::risk::risk_of_name;
 use crate::store::predictions::StoredPrediction;
 use crate::store::registry::SiteState;
-use crate::store::segments::MaintenanceKind;
+use crate::store::segments::{MaintenanceKind, MaintenanceRecord, StoredSegment};
 
 /// How often `WatchFleetHealth` looks for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,117 +63,82 @@ fn urgency(a: &SegmentHealth, b: &SegmentHealth) -> std::cmp::Ordering {
         .then(a.position.cmp(&b.position))
 }
 
-/// The fleet as the request asks for it.
+/// The fleet as the request asks for it: four store reads whatever the
+/// fleet's size (sites, their latest predictions, those segments with their
+/// maintenance, the sites' ingest counters).
 pub async fn fleet_health(
     context: &ApiContext,
     request: &GetFleetHealthRequest,
 ) -> Result<GetFleetHealthResponse, Status> {
-    let sites = context.registry.list_sites().await.map_err(store_status)?;
+    let sites: Vec<_> = context
+        .registry
+        .list_sites()
+        .await
+        .map_err(store_status)?
+        .into_iter()
+        .filter(|site| {
+            site.state == SiteState::Active
+                && (request.sites.is_empty() || request.sites.contains(&site.site))
+        })
+        .collect();
+    let names: Vec<String> = sites.iter().map(|site| site.site.clone()).collect();
+    let predictions = context
+        .predictions
+        .latest_predictions_of_sites(&names)
+        .await
+        .map_err(store_status)?;
+    let serials: Vec<String> = predictions.iter().map(|p| p.serial.clone()).collect();
+    let details = context
+        .segments
+        .segments_with_maintenance(&serials)
+        .await
+        .map_err(store_status)?;
+    let counters = context
+        .telemetry
+        .ingest_counters(&names)
+        .await
+        .map_err(store_status)?;
     let min_risk = Risk::try_from(request.min_risk).unwrap_or(Risk::Unspecified);
     let mut response = GetFleetHealthResponse {
         generated_at: Some(time_from_ns(crate::time::now_unix_ns())),
         ..Default::default()
     };
-    for site in sites {
-        if site.state != SiteState::Active
-            || (!request.sites.is_empty() && !request.sites.contains(&site.site))
+    let mut by_site: HashMap<&str, Vec<SegmentHealth>> = HashMap::new();
+    for (p, (stored, maintenance)) in predictions.iter().zip(&details) {
+        let Some(stored) = stored else {
+            continue;
+        };
+        if !request.coating_batch.is_empty() && stored.record.coating_batch != request.coating_batch
         {
             continue;
         }
-        let predictions = context
-            .predictions
-            .latest_predictions(&site.site)
-            .await
-            .map_err(store_status)?;
-        let serials: Vec<String> = predictions.iter().map(|p| p.serial.clone()).collect();
-        let details = context
-            .segments
-            .segments_with_maintenance(&serials)
-            .await
-            .map_err(store_status)?;
-        let mut segments = Vec::with_capacity(predictions.len());
-        for (p, (stored, maintenance)) in predictions.iter().zip(details) {
-            let Some(stored) = stored else {
-                continue;
-            };
-            let record = &stored.record;
-            if !request.coating_batch.is_empty() && record.coating_batch != request.coating_batch {
-                continue;
-            }
-            let risk = risk_of_name(&p.risk);
-            if risk < min_risk {
-                continue;
-            }
-            if response.model_sha256.is_empty() {
-                response.model_sha256 = p.model_sha256.clone();
-                response.model_version = p.model_version.clone();
-            }
-            let last = maintenance
-                .iter()
-                .filter(|m| {
-                    m.kind != MaintenanceKind::Inspection
-                        && m.at_unix_ns.div_euclid(1_000_000_000) <= p.as_of_unix_s
-                })
-                .max_by_key(|m| m.at_unix_ns);
-            let measured_age = feature(p, Feature::LastMeasuredAgeDays);
-            let proto_record = obs_proto::v1::SegmentRecord::from(record);
-            segments.push(SegmentHealth {
-                site: p.site.clone(),
-                position: p.position,
-                serial: p.serial.clone(),
-                provenance: Some(Provenance {
-                    segment_type: record.segment_type.clone(),
-                    ring: record.ring,
-                    substrate: proto_record.substrate,
-                    coating_kind: proto_record.coating_kind,
-                    coating_batch: record.coating_batch.clone(),
-                    coated_at: proto_record.coated_at,
-                    fresh_reflectivity_650_pct: record
-                        .fresh_reflectivity_at(650)
-                        .unwrap_or_default(),
-                    surface_figure_error_nm_rms: record.surface_figure_error_nm_rms,
-                    microroughness_angstrom_rms: record.microroughness_angstrom_rms,
-                    acceptance_passed: record.acceptance_passed,
-                    record_version: stored.version,
-                }),
-                exposure_since_maintenance: Some(Exposure {
-                    open_dome_hours: feature(p, Feature::OpenDomeHoursSinceMaintenance)
-                        .unwrap_or_default(),
-                    dust_dose_ug_m3_h: feature(p, Feature::DustDoseSinceMaintenanceUgM3H)
-                        .unwrap_or_default(),
-                    calima_events: feature(p, Feature::CalimaEventsSinceMaintenance)
-                        .unwrap_or_default() as u32,
-                    humid_hours: feature(p, Feature::HumidHoursSinceMaintenance)
-                        .unwrap_or_default(),
-                    dew_risk_hours: feature(p, Feature::DewRiskHoursSinceMaintenance)
-                        .unwrap_or_default(),
-                    days_with_data: 0,
-                }),
-                last_maintenance_kind: last.map(|m| maintenance_kind(m.kind)).unwrap_or_default(),
-                last_maintenance_at: last.map(|m| time_from_ns(m.at_unix_ns)),
-                last_measured_reflectivity_650_pct: feature(
-                    p,
-                    Feature::LastMeasuredReflectivity650Pct,
-                ),
-                last_measured_at: measured_age.map(|age| {
-                    time_from_ns(
-                        (p.as_of_unix_s - (age * 86_400.0) as i64).saturating_mul(1_000_000_000),
-                    )
-                }),
-                prediction: Some(prediction_message(p)),
-                risk: risk as i32,
-                risk_reason: p.risk_reason.clone(),
-            });
+        let risk = risk_of_name(&p.risk);
+        if risk < min_risk {
+            continue;
         }
+        if response.model_sha256.is_empty() {
+            response.model_sha256 = p.model_sha256.clone();
+            response.model_version = p.model_version.clone();
+        }
+        by_site
+            .entry(p.site.as_str())
+            .or_default()
+            .push(segment_health(
+                p,
+                stored,
+                maintenance,
+                risk,
+                request.include_features,
+            ));
+    }
+    for site in &sites {
+        let mut segments = by_site.remove(site.site.as_str()).unwrap_or_default();
         segments.sort_by(urgency);
         let live = context.live.get(&site.site);
-        let state = context
-            .telemetry
-            .load_site_state(&site.site)
-            .await
-            .map_err(store_status)?
+        let last_sample = counters
+            .get(&site.site)
+            .map(|c| c.last_sample_ts_ns)
             .unwrap_or_default();
-        let last_sample = state.counters.last_sample_ts_ns;
         response.sites.push(SiteHealth {
             site: site.site.clone(),
             display_name: site.display_name.clone(),
@@ -199,8 +164,66 @@ pub async fn fleet_health(
     Ok(response)
 }
 
-/// A stored prediction as the API shows it.
-pub fn prediction_message(p: &StoredPrediction) -> Prediction {
+/// One installed segment: its record, its last maintenance up to the
+/// prediction's site time, and the prediction.
+fn segment_health(
+    p: &StoredPrediction,
+    stored: &StoredSegment,
+    maintenance: &[MaintenanceRecord],
+    risk: Risk,
+    include_features: bool,
+) -> SegmentHealth {
+    let record = &stored.record;
+    let last = maintenance
+        .iter()
+        .filter(|m| {
+            m.kind != MaintenanceKind::Inspection
+                && m.at_unix_ns.div_euclid(1_000_000_000) <= p.as_of_unix_s
+        })
+        .max_by_key(|m| m.at_unix_ns);
+    let measured_age = feature(p, Feature::LastMeasuredAgeDays);
+    let proto_record = obs_proto::v1::SegmentRecord::from(record);
+    SegmentHealth {
+        site: p.site.clone(),
+        position: p.position,
+        serial: p.serial.clone(),
+        provenance: Some(Provenance {
+            segment_type: record.segment_type.clone(),
+            ring: record.ring,
+            substrate: proto_record.substrate,
+            coating_kind: proto_record.coating_kind,
+            coating_batch: record.coating_batch.clone(),
+            coated_at: proto_record.coated_at,
+            fresh_reflectivity_650_pct: record.fresh_reflectivity_at(650).unwrap_or_default(),
+            surface_figure_error_nm_rms: record.surface_figure_error_nm_rms,
+            microroughness_angstrom_rms: record.microroughness_angstrom_rms,
+            acceptance_passed: record.acceptance_passed,
+            record_version: stored.version,
+        }),
+        exposure_since_maintenance: Some(Exposure {
+            open_dome_hours: feature(p, Feature::OpenDomeHoursSinceMaintenance).unwrap_or_default(),
+            dust_dose_ug_m3_h: feature(p, Feature::DustDoseSinceMaintenanceUgM3H)
+                .unwrap_or_default(),
+            calima_events: feature(p, Feature::CalimaEventsSinceMaintenance).unwrap_or_default()
+                as u32,
+            humid_hours: feature(p, Feature::HumidHoursSinceMaintenance).unwrap_or_default(),
+            dew_risk_hours: feature(p, Feature::DewRiskHoursSinceMaintenance).unwrap_or_default(),
+            days_with_data: 0,
+        }),
+        last_maintenance_kind: last.map(|m| maintenance_kind(m.kind)).unwrap_or_default(),
+        last_maintenance_at: last.map(|m| time_from_ns(m.at_unix_ns)),
+        last_measured_reflectivity_650_pct: feature(p, Feature::LastMeasuredReflectivity650Pct),
+        last_measured_at: measured_age.map(|age| {
+            time_from_ns((p.as_of_unix_s - (age * 86_400.0) as i64).saturating_mul(1_000_000_000))
+        }),
+        prediction: Some(prediction_message(p, include_features)),
+        risk: risk as i32,
+        risk_reason: p.risk_reason.clone(),
+    }
+}
+
+/// A stored prediction as the API shows it, with or without its inputs.
+pub fn prediction_message(p: &StoredPrediction, with_features: bool) -> Prediction {
     Prediction {
         site: p.site.clone(),
         position: p.position,
@@ -212,14 +235,18 @@ pub fn prediction_message(p: &StoredPrediction) -> Prediction {
         model_sha256: p.model_sha256.clone(),
         model_version: p.model_version.clone(),
         completeness: p.completeness,
-        features: obs_ml::FEATURES
-            .iter()
-            .zip(&p.features)
-            .map(|(name, value)| ApiFeature {
-                name: (*name).to_owned(),
-                value: *value,
-            })
-            .collect(),
+        features: if with_features {
+            obs_ml::FEATURES
+                .iter()
+                .zip(&p.features)
+                .map(|(name, value)| ApiFeature {
+                    name: (*name).to_owned(),
+                    value: *value,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         risk: risk_of_name(&p.risk) as i32,
         computed_at: Some(time_from_ns(p.computed_at_unix_ns)),
     }

@@ -220,6 +220,15 @@ pub async fn telemetry_store_suite<S: TelemetryStore>(store: &S, site: &str) {
         .expect("state");
     assert_eq!(loaded, state);
     assert_eq!(loaded.counters.samples_stored, 10 * 540 + 1);
+    let counters = store
+        .ingest_counters(&[format!("{site}-none"), site.to_string()])
+        .await
+        .expect("counters");
+    assert_eq!(
+        counters,
+        std::collections::HashMap::from([(site.to_string(), loaded.counters.clone())]),
+        "only sites with state"
+    );
     assert!(
         store
             .sites_with_state()
@@ -493,6 +502,21 @@ pub async fn prediction_store_suite<S: super::predictions::PredictionStore>(stor
     assert_eq!(latest.len(), 2, "one per position");
     assert_eq!(latest[0], later);
     assert_eq!(latest[1].serial, "OTHER-1");
+    // Several sites at once: site after site in the order asked.
+    let other_site = format!("{site}x");
+    let mut elsewhere = prediction(3, "OTHER-2", 1000, 10.0);
+    elsewhere.site = other_site.clone();
+    store
+        .put_predictions(std::slice::from_ref(&elsewhere))
+        .await
+        .expect("put elsewhere");
+    let fleet = store
+        .latest_predictions_of_sites(&[other_site.clone(), format!("{site}-none"), site.into()])
+        .await
+        .expect("fleet");
+    let mut expected = vec![elsewhere];
+    expected.extend(latest);
+    assert_eq!(fleet, expected);
     let history = store.predictions_of(&serial, 10).await.expect("history");
     assert_eq!(
         history.iter().map(|p| p.as_of_unix_s).collect::<Vec<_>>(),

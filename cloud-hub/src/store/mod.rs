@@ -10,11 +10,15 @@ pub mod registry;
 pub mod segments;
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use obs_proto::v1::{Sample, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::{Aggregate, BatchWrites, ExposureTotals, Resolution, SiteState};
+use crate::ingest::{
+    Aggregate, BatchWrites, ExposureTotals, IngestCounters, Resolution, SiteState,
+};
 
 /// Which store to use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +131,22 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
     /// Sites that have ingest state.
     async fn sites_with_state(&self) -> StoreResult<Vec<String>>;
+
+    /// The ingest counters of each of `sites` that has state, without the
+    /// rest of its state (fleet health reads only these). Stores override
+    /// it to read in one go.
+    async fn ingest_counters(
+        &self,
+        sites: &[String],
+    ) -> StoreResult<HashMap<String, IngestCounters>> {
+        let mut out = HashMap::new();
+        for site in sites {
+            if let Some(state) = self.load_site_state(site).await? {
+                out.insert(site.clone(), state.counters);
+            }
+        }
+        Ok(out)
+    }
 
     /// Writes an accepted batch: raw samples, latest values, `writes`, the
     /// recomputation of late buckets, and last `state`. Writing the same

@@ -40,6 +40,20 @@ pub trait PredictionStore: Send + Sync + 'static {
     /// The newest prediction of every position of `site`, by position.
     async fn latest_predictions(&self, site: &str) -> StoreResult<Vec<StoredPrediction>>;
 
+    /// [`latest_predictions`](Self::latest_predictions) of each of `sites`,
+    /// site after site in their order (the whole fleet for fleet health).
+    /// Stores override it to read in one go.
+    async fn latest_predictions_of_sites(
+        &self,
+        sites: &[String],
+    ) -> StoreResult<Vec<StoredPrediction>> {
+        let mut out = Vec::new();
+        for site in sites {
+            out.extend(self.latest_predictions(site).await?);
+        }
+        Ok(out)
+    }
+
     /// Predictions made for `serial`, oldest first, at most `limit` (the newest).
     async fn predictions_of(
         &self,

@@ -175,7 +175,7 @@ pub async fn lifecycle(
             .predictions_of(serial, MAX_PREDICTIONS)
             .await?
             .iter()
-            .map(crate::api::fleet::prediction_message)
+            .map(|p| crate::api::fleet::prediction_message(p, true))
             .collect(),
         None => Vec::new(),
     };

@@ -1,5 +1,7 @@
 //! [`PredictionStore`] on SQLite.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Row, params};
 
@@ -82,6 +84,32 @@ impl PredictionStore for SqliteStore {
             rows.collect()
         })
         .await
+    }
+
+    async fn latest_predictions_of_sites(
+        &self,
+        sites: &[String],
+    ) -> StoreResult<Vec<StoredPrediction>> {
+        let list = serde_json::to_string(sites).expect("a list of strings is JSON");
+        let mut rows = self
+            .read("reading predictions of the fleet", move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM predictions p \
+                     WHERE site IN (SELECT value FROM json_each(?1)) AND at = \
+                     (SELECT max(at) FROM predictions WHERE site = p.site AND position = p.position) \
+                     ORDER BY site, position"
+                ))?;
+                let rows = stmt.query_map([list], from_row)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let order: HashMap<&str, usize> = sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| (site.as_str(), i))
+            .collect();
+        rows.sort_by_key(|p| order.get(p.site.as_str()).copied());
+        Ok(rows)
     }
 
     async fn predictions_of(

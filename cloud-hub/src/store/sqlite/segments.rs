@@ -1,6 +1,8 @@
 //! [`SegmentStore`] on SQLite: every put and every installation is one
 //! transaction, so an atomic upload stores all of its records or none.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -356,15 +358,40 @@ impl SegmentStore for SqliteStore {
         &self,
         serials: &[String],
     ) -> StoreResult<Vec<(Option<StoredSegment>, Vec<MaintenanceRecord>)>> {
-        let serials = serials.to_vec();
+        let list = serde_json::to_string(serials).expect("a list of strings is JSON");
         let operation = format!("reading {} segments with their maintenance", serials.len());
-        self.read(&operation, move |conn| {
-            serials
-                .iter()
-                .map(|serial| Ok((current_segment(conn, serial)?, maintenance(conn, serial)?)))
-                .collect()
-        })
-        .await
+        let (segments, events) = self
+            .read(&operation, move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SEGMENT_COLUMNS}, serial FROM segments \
+                     WHERE serial IN (SELECT value FROM json_each(?1))"
+                ))?;
+                let segments = stmt
+                    .query_map([&list], |row| {
+                        Ok((row.get::<_, String>(5)?, segment_from_row(row)?))
+                    })?
+                    .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {MAINTENANCE_COLUMNS} FROM maintenance \
+                     WHERE serial IN (SELECT value FROM json_each(?1)) ORDER BY serial, at, kind"
+                ))?;
+                let mut events: HashMap<String, Vec<MaintenanceRecord>> = HashMap::new();
+                for event in stmt.query_map([&list], maintenance_from_row)? {
+                    let event = event?;
+                    events.entry(event.serial.clone()).or_default().push(event);
+                }
+                Ok((segments, events))
+            })
+            .await?;
+        Ok(serials
+            .iter()
+            .map(|serial| {
+                (
+                    segments.get(serial).cloned(),
+                    events.get(serial).cloned().unwrap_or_default(),
+                )
+            })
+            .collect())
     }
 }
 

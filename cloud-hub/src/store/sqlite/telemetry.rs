@@ -1,11 +1,15 @@
 //! [`TelemetryStore`] on SQLite: one transaction per batch.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use obs_proto::v1::{Sample, TelemetryBatch, sample};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::SqliteStore;
-use crate::ingest::{Aggregate, BatchWrites, ExposureTotals, LateBucket, Resolution, SiteState};
+use crate::ingest::{
+    Aggregate, BatchWrites, ExposureTotals, IngestCounters, LateBucket, Resolution, SiteState,
+};
 use crate::store::{DeadLetter, RollupPoint, SeriesQuery, StoreError, StoreResult, TelemetryStore};
 
 fn rollup_table(resolution: Resolution) -> &'static str {
@@ -191,6 +195,35 @@ impl TelemetryStore for SqliteStore {
             rows.collect()
         })
         .await
+    }
+
+    async fn ingest_counters(
+        &self,
+        sites: &[String],
+    ) -> StoreResult<HashMap<String, IngestCounters>> {
+        let list = serde_json::to_string(sites).expect("a list of strings is JSON");
+        let rows: Vec<(String, String)> = self
+            .read("reading ingest counters", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT site, json_extract(state, '$.counters') FROM ingest_progress \
+                     WHERE site IN (SELECT value FROM json_each(?1))",
+                )?;
+                let rows = stmt.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(site, json)| {
+                let counters = serde_json::from_str(&json).map_err(|e| {
+                    StoreError::new(
+                        "sqlite",
+                        format!("decoding ingest counters of site {site}"),
+                        e,
+                    )
+                })?;
+                Ok((site, counters))
+            })
+            .collect()
     }
 
     async fn write_batch(
