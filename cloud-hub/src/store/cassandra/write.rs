@@ -148,21 +148,22 @@ impl CassandraStore {
     ) -> StoreResult<()> {
         let (site, seq) = (batch.site.as_str(), batch.seq);
 
-        // 1. Raw samples and latest values.
+        // 1. Raw samples, latest values, rollups and exposure, in one round
+        // of requests; but recomputing a late bucket reads the raw samples,
+        // so with late buckets the samples go first.
         let mut tasks = self.sample_tasks(batch);
         tasks.extend(self.latest_tasks(batch));
-        run_bounded(tasks).await?;
-
-        // 2. Rollups, recomputed late buckets, exposure: they read (late
-        // buckets) what step 1 wrote.
-        let mut tasks = self.rollup_tasks(site, seq, writes);
+        if !writes.late.is_empty() {
+            run_bounded(std::mem::take(&mut tasks)).await?;
+        }
+        tasks.extend(self.rollup_tasks(site, seq, writes));
         for bucket in &writes.late {
             tasks.push(self.recompute(site, seq, bucket).boxed());
         }
         tasks.extend(self.exposure_tasks(site, seq, writes)?);
         run_bounded(tasks).await?;
 
-        // 3. The state, last: it decides whether the batch counts as applied.
+        // 2. The state, last: it decides whether the batch counts as applied.
         self.write_state(site, state).await.map_err(|e| {
             fail(
                 format!("writing ingest state after batch seq {seq} of site {site}"),
