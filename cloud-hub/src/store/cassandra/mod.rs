@@ -6,8 +6,8 @@
 //! runs against both. Where SQLite has a transaction per batch, this store
 //! relies on what the ingest module guarantees: every row of a batch is an
 //! absolute value. [`TelemetryStore::write_batch`] writes, with bounded
-//! concurrency, first the raw samples and latest values, then the rollups,
-//! late-bucket recomputations (which read those samples) and exposure rows,
+//! concurrency, the raw samples, latest values, rollups and exposure rows in
+//! one round (the samples first when a late bucket is recomputed from them),
 //! and only after all of them succeeded the site's `ingest_progress` state.
 //! A failure or crash in between leaves the old state, so the batch is
 //! replayed and rewrites the same rows.

@@ -1,6 +1,7 @@
-//! Writing a batch: raw samples and latest values, then rollups, late-bucket
-//! recomputations and exposure rows, then (only if all of those succeeded)
-//! the site's state.
+//! Writing a batch: raw samples, latest values, rollups, late-bucket
+//! recomputations and exposure rows in one round (the samples before the
+//! rest when a late bucket is recomputed from them), then (only if all of
+//! those succeeded) the site's state.
 //!
 //! Rows are grouped per partition into unlogged batches of at most
 //! [`MAX_BATCH_ROWS`] rows (a single-partition batch is applied as one
@@ -279,7 +280,7 @@ impl CassandraStore {
                 .map(|((device, attribute), bucket, a)| {
                     let partition = partition_of(bucket);
                     let row = rollup_values(site, device, attribute, partition, bucket, a);
-                    ((device, attribute, partition), bucket, row)
+                    (partition, (device, attribute, bucket), row)
                 });
             for chunk in partition_chunks(rows) {
                 let operation =
