@@ -40,6 +40,12 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// `items` as one JSON array, bound as a single parameter and read back
+/// with `json_each`: a list of any length in one statement.
+fn json_list(items: &[String]) -> String {
+    serde_json::Value::from(items.to_vec()).to_string()
+}
+
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Row, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, json_list};
 use crate::store::StoreResult;
 use crate::store::predictions::{PredictionStore, StoredPrediction};
 
@@ -90,7 +90,7 @@ impl PredictionStore for SqliteStore {
         &self,
         sites: &[String],
     ) -> StoreResult<Vec<StoredPrediction>> {
-        let list = serde_json::to_string(sites).expect("a list of strings is JSON");
+        let list = json_list(sites);
         let mut rows = self
             .read("reading predictions of the fleet", move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, json_list};
 use crate::store::StoreResult;
 use crate::store::segments::{
     InstallOutcome, InstallPlan, InstallRefusal, InstallRequest, Installation, MaintenanceKind,
@@ -358,7 +358,7 @@ impl SegmentStore for SqliteStore {
         &self,
         serials: &[String],
     ) -> StoreResult<Vec<(Option<StoredSegment>, Vec<MaintenanceRecord>)>> {
-        let list = serde_json::to_string(serials).expect("a list of strings is JSON");
+        let list = json_list(serials);
         let operation = format!("reading {} segments with their maintenance", serials.len());
         let (segments, events) = self
             .read(&operation, move |conn| {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use obs_proto::v1::{Sample, TelemetryBatch, sample};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, json_list};
 use crate::ingest::{
     Aggregate, BatchWrites, ExposureTotals, IngestCounters, LateBucket, Resolution, SiteState,
 };
@@ -201,7 +201,7 @@ impl TelemetryStore for SqliteStore {
         &self,
         sites: &[String],
     ) -> StoreResult<HashMap<String, IngestCounters>> {
-        let list = serde_json::to_string(sites).expect("a list of strings is JSON");
+        let list = json_list(sites);
         let rows: Vec<(String, String)> = self
             .read("reading ingest counters", move |conn| {
                 let mut stmt = conn.prepare_cached(
