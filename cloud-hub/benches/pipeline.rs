@@ -4,8 +4,8 @@
 //! nothing about speed.
 //!
 //! 1. bridge: `KafkaBridge` (decode, checks, idempotent `acks=all` produce,
-//!    cumulative acks) vs a raw rdkafka producer sending the same payloads
-//!    with the same settings, in alternating rounds;
+//!    cumulative acks) vs a raw rdkafka producer sending the same records
+//!    (payload, key, headers) with the same settings, in alternating rounds;
 //! 2. sink: `CassandraStore::write_batch` (raw samples + latest + rollups +
 //!    exposure + state) vs raw scylla inserts of the same samples into the
 //!    same `samples` table with the same batching;
@@ -30,6 +30,7 @@ use obs_common::site::SiteTopics;
 use obs_proto::v1::{Ack, GetIngestStatsRequest, Sample, TelemetryBatch, sample};
 use prost::Message;
 use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +118,8 @@ async fn bench_bridge() -> Vec<(f64, f64)> {
     let log = Arc::new(KafkaLog::connect(&config).await.expect("kafka"));
     log.ensure_site(site).await.expect("topic");
 
-    // Raw producer: same settings as KafkaLog, same topic, same payloads.
+    // Raw producer: same settings as KafkaLog, same topic, same records
+    // (payload, key and headers).
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap)
         .set("enable.idempotence", "true")
@@ -127,13 +129,24 @@ async fn bench_bridge() -> Vec<(f64, f64)> {
         .create()
         .expect("producer");
     let topic = config.telemetry_topic(site);
-    let produce_all = |payloads: &[Vec<u8>]| {
-        let sends: Vec<_> = payloads
-            .iter()
-            .map(|p| {
-                producer
-                    .send_result(FutureRecord::to(&topic).key("bench").payload(p))
-                    .map_err(|(error, _)| error)
+    let produce_all = |first_seq: u64, payloads: &[Vec<u8>]| {
+        let sends: Vec<_> = (first_seq..)
+            .zip(payloads)
+            .map(|(seq, p)| {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "seq",
+                        value: Some(&seq.to_string()),
+                    })
+                    .insert(Header {
+                        key: "schema",
+                        value: Some(obs_proto::TELEMETRY_BATCH_SCHEMA),
+                    });
+                let record = FutureRecord::to(&topic)
+                    .key("bench")
+                    .payload(p)
+                    .headers(headers);
+                producer.send_result(record).map_err(|(error, _)| error)
             })
             .collect();
         async move {
@@ -195,12 +208,12 @@ async fn bench_bridge() -> Vec<(f64, f64)> {
     let to_bytes = |payloads: &[Vec<u8>]| -> Vec<Bytes> {
         payloads.iter().map(|p| Bytes::from(p.clone())).collect()
     };
-    produce_all(warm).await;
+    produce_all(1, warm).await;
     feed(to_bytes(warm), WARM_UP).await;
     let mut rounds = Vec::new();
     for (round, chunk) in (1..).zip(timed.chunks(KAFKA_BATCHES as usize)) {
         let started = Instant::now();
-        produce_all(chunk).await;
+        produce_all(WARM_UP + (round - 1) * KAFKA_BATCHES + 1, chunk).await;
         let raw = rate(timed_samples, started.elapsed());
         let messages = to_bytes(chunk);
         let started = Instant::now();

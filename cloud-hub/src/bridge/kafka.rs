@@ -5,9 +5,13 @@
 //! holds the ack back until the node resends it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use obs_proto::v1::{RejectCode, RejectedBatch, TelemetryBatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,25 +33,48 @@ const DRAIN: Duration = Duration::from_secs(5);
 struct NodeProgress {
     durable: SeqTracker,
     in_flight: BTreeSet<u64>,
+    /// Every seq up to this one is durable or in flight (it may lag behind
+    /// the true end of that prefix, never run ahead of it).
+    produced: u64,
 }
 
 impl NodeProgress {
+    fn starting_at(acked_seq: u64) -> Self {
+        NodeProgress {
+            durable: SeqTracker::starting_at(acked_seq),
+            in_flight: BTreeSet::new(),
+            produced: acked_seq,
+        }
+    }
+
+    /// The first seq after the prefix that is durable or in flight.
+    fn next(&self) -> u64 {
+        let mut next = self.produced.max(self.durable.upto()) + 1;
+        while self.in_flight.contains(&next) || self.durable.contains(next) {
+            next += 1;
+        }
+        next
+    }
+
+    /// `seq` was handed to Kafka.
+    fn produced(&mut self, seq: u64) {
+        self.in_flight.insert(seq);
+        self.produced = self.next() - 1;
+    }
+
+    /// Kafka did not take `seq`: the prefix ends before it.
+    fn failed(&mut self, seq: u64) {
+        self.in_flight.remove(&seq);
+        self.produced = self.produced.min(seq.saturating_sub(1));
+    }
+
     /// `samples`: how many the batch holds (its `samples` may be left
     /// undecoded).
     fn decide(&self, batch: &TelemetryBatch, samples: usize) -> Decision {
         if self.durable.contains(batch.seq) || self.in_flight.contains(&batch.seq) {
             return Decision::Duplicate;
         }
-        // The first seq after the prefix that is durable or in flight.
-        let mut next = self.durable.upto() + 1;
-        let mut flying = self.in_flight.range(next..).peekable();
-        loop {
-            if flying.next_if_eq(&&next).is_some() || self.durable.contains(next) {
-                next += 1;
-            } else {
-                break;
-            }
-        }
+        let next = self.next();
         let connecting_gap = samples == 0
             && batch
                 .gaps
@@ -81,9 +108,11 @@ pub struct KafkaBridge {
     live: LiveSites,
     sites: SiteRegistry,
     nodes: HashMap<(String, String), NodeProgress>,
-    deliveries_tx: mpsc::UnboundedSender<Delivered>,
-    deliveries_rx: mpsc::UnboundedReceiver<Delivered>,
+    /// Batches handed to Kafka, each resolving on its delivery report.
+    deliveries: FuturesUnordered<Pending>,
 }
+
+type Pending = Pin<Box<dyn Future<Output = Delivered> + Send + Sync>>;
 
 impl KafkaBridge {
     pub fn new(
@@ -94,7 +123,6 @@ impl KafkaBridge {
         live: LiveSites,
         sites: SiteRegistry,
     ) -> Self {
-        let (deliveries_tx, deliveries_rx) = mpsc::unbounded_channel();
         KafkaBridge {
             log,
             store,
@@ -103,8 +131,7 @@ impl KafkaBridge {
             live,
             sites,
             nodes: HashMap::new(),
-            deliveries_tx,
-            deliveries_rx,
+            deliveries: FuturesUnordered::new(),
         }
     }
 
@@ -118,12 +145,12 @@ impl KafkaBridge {
                     Some(message) => self.handle(message).await,
                     None => break,
                 },
-                Some(delivered) = self.deliveries_rx.recv() => self.delivered(delivered),
+                Some(delivered) = self.deliveries.next() => self.delivered(delivered),
             }
         }
         let deadline = tokio::time::Instant::now() + DRAIN;
-        while self.nodes.values().any(|n| !n.in_flight.is_empty()) {
-            match tokio::time::timeout_at(deadline, self.deliveries_rx.recv()).await {
+        while !self.deliveries.is_empty() {
+            match tokio::time::timeout_at(deadline, self.deliveries.next()).await {
                 Ok(Some(delivered)) => self.delivered(delivered),
                 _ => break,
             }
@@ -208,10 +235,10 @@ impl KafkaBridge {
         rejected: Option<RejectedBatch>,
     ) {
         let key = (site.clone(), batch.node_id.clone());
-        let progress = self.nodes.entry(key).or_insert_with(|| NodeProgress {
-            durable: SeqTracker::starting_at(batch.acked_seq),
-            in_flight: BTreeSet::new(),
-        });
+        let progress = self
+            .nodes
+            .entry(key)
+            .or_insert_with(|| NodeProgress::starting_at(batch.acked_seq));
         match progress.decide(&batch, samples) {
             Decision::Accept => {}
             Decision::Duplicate => {
@@ -277,11 +304,10 @@ impl KafkaBridge {
             seq = batch.seq,
             "batch produced"
         );
-        progress.in_flight.insert(batch.seq);
+        progress.produced(batch.seq);
         // Without samples (Decode::Header left them encoded).
         let summary = batch;
-        let tx = self.deliveries_tx.clone();
-        tokio::spawn(async move {
+        self.deliveries.push(Box::pin(async move {
             let ok = match delivery.await {
                 Ok(Ok(_)) => true,
                 Ok(Err((error, _))) => {
@@ -290,14 +316,14 @@ impl KafkaBridge {
                 }
                 Err(_) => false,
             };
-            let _ = tx.send(Delivered {
+            Delivered {
                 site,
                 batch: summary,
                 rejected,
                 samples,
                 ok,
-            });
-        });
+            }
+        }));
     }
 
     fn delivered(&mut self, delivered: Delivered) {
@@ -305,10 +331,11 @@ impl KafkaBridge {
         let Some(progress) = self.nodes.get_mut(&key) else {
             return;
         };
-        progress.in_flight.remove(&delivered.batch.seq);
         if !delivered.ok {
+            progress.failed(delivered.batch.seq);
             return;
         }
+        progress.in_flight.remove(&delivered.batch.seq);
         progress.durable.settle(&delivered.batch);
         if delivered.rejected.is_none() {
             crate::metrics::batch_durable(&delivered.site, delivered.samples);
@@ -346,8 +373,8 @@ mod tests {
     #[test]
     fn in_flight_batches_extend_the_prefix_and_are_not_produced_twice() {
         let mut progress = NodeProgress::default();
-        progress.in_flight.insert(1);
-        progress.in_flight.insert(2);
+        progress.produced(1);
+        progress.produced(2);
         assert_eq!(progress.decide(&data(2), 1), Decision::Duplicate);
         assert_eq!(progress.decide(&data(3), 1), Decision::Accept);
         assert_eq!(
@@ -355,7 +382,37 @@ mod tests {
             Decision::Ahead { expected: 3 }
         );
         // Batch 1 failed: the prefix stops before it and the resend is taken.
-        progress.in_flight.remove(&1);
+        progress.failed(1);
         assert_eq!(progress.decide(&data(1), 1), Decision::Accept);
+        assert_eq!(
+            progress.decide(&data(3), 1),
+            Decision::Ahead { expected: 1 }
+        );
+    }
+
+    #[test]
+    fn the_prefix_follows_deliveries_out_of_order_and_failures() {
+        let mut progress = NodeProgress::starting_at(10);
+        assert_eq!(progress.decide(&data(10), 1), Decision::Duplicate);
+        for seq in 11..=14 {
+            assert_eq!(progress.decide(&data(seq), 1), Decision::Accept);
+            progress.produced(seq);
+        }
+        assert_eq!(progress.next(), 15);
+        // 13 is confirmed before 11 and 12; 12 fails.
+        progress.in_flight.remove(&13);
+        progress.durable.settle(&data(13));
+        assert_eq!(progress.next(), 15);
+        progress.failed(12);
+        assert_eq!(progress.next(), 12);
+        assert_eq!(
+            progress.decide(&data(15), 1),
+            Decision::Ahead { expected: 12 }
+        );
+        // The resend of 12 joins the prefix up to the confirmed 13 and the
+        // in-flight 14.
+        progress.produced(12);
+        assert_eq!(progress.next(), 15);
+        assert_eq!(progress.decide(&data(15), 1), Decision::Accept);
     }
 }

@@ -122,8 +122,8 @@ fn classify(message: &Inbound, limits: &BatchLimits, decode: Decode) -> Parsed {
                 (batch.samples.len(), batch, verdict)
             })
             .map_err(|error| error.to_string()),
-        Decode::Header => BatchView::decode(message.payload.as_ref()).map(|view| {
-            let verdict = view.check(site, limits);
+        Decode::Header => BatchView::read(message.payload.as_ref(), limits).map(|view| {
+            let verdict = view.check(site);
             (view.sample_count(), view.header, verdict)
         }),
     };

@@ -44,14 +44,15 @@ const MIN_TS_NS: i64 = 946_684_800_000_000_000;
 const MAX_TS_NS: i64 = 4_102_444_800_000_000_000;
 
 /// A sample as the rules see it: borrowed from a decoded [`Sample`] or from
-/// the wire ([`super::view`]).
+/// the wire ([`super::view`]). The rules are on bytes (names are ASCII);
+/// the texts are valid UTF-8 in both cases.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampleRef<'a> {
-    pub device: &'a str,
-    pub attribute: &'a str,
+    pub device: &'a [u8],
+    pub attribute: &'a [u8],
     pub ts_unix_ns: i64,
     pub value: ValueRef,
-    pub unit: &'a str,
+    pub unit: &'a [u8],
 }
 
 /// What the rules need of a sample's value.
@@ -63,18 +64,29 @@ pub enum ValueRef {
     Number,
 }
 
+impl SampleRef<'_> {
+    /// A sample with no field set (what an empty encoding decodes to).
+    pub const EMPTY: SampleRef<'static> = SampleRef {
+        device: b"",
+        attribute: b"",
+        ts_unix_ns: 0,
+        value: ValueRef::Missing,
+        unit: b"",
+    };
+}
+
 impl<'a> From<&'a Sample> for SampleRef<'a> {
     fn from(sample: &'a Sample) -> Self {
         SampleRef {
-            device: &sample.device,
-            attribute: &sample.attribute,
+            device: sample.device.as_bytes(),
+            attribute: sample.attribute.as_bytes(),
             ts_unix_ns: sample.ts_unix_ns,
             value: match &sample.value {
                 None => ValueRef::Missing,
                 Some(sample::Value::StringValue(text)) => ValueRef::Text(text.len()),
                 Some(_) => ValueRef::Number,
             },
-            unit: &sample.unit,
+            unit: sample.unit.as_bytes(),
         }
     }
 }
@@ -85,16 +97,49 @@ pub fn check_batch(
     batch: &TelemetryBatch,
     limits: &BatchLimits,
 ) -> Result<(), Rejection> {
-    let samples: Vec<SampleRef<'_>> = batch.samples.iter().map(SampleRef::from).collect();
-    check_parts(topic_site, batch, &samples, limits)
+    let bad = first_bad_sample(batch.samples.iter().map(SampleRef::from), limits);
+    check_parts(topic_site, batch, batch.samples.len(), bad.as_ref(), limits)
 }
 
-/// [`check_batch`] for a batch whose samples are given apart from it
-/// (`header.samples` is not looked at).
+/// The first sample of a batch that breaks a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadSample<'a> {
+    /// Its place in the batch, from 0.
+    pub index: usize,
+    pub sample: SampleRef<'a>,
+    pub reason: String,
+}
+
+impl<'a> BadSample<'a> {
+    /// `sample`, the `index`th of its batch, if it breaks a rule.
+    #[inline]
+    pub fn of(index: usize, sample: SampleRef<'a>, limits: &BatchLimits) -> Option<Self> {
+        check_sample(&sample, limits).err().map(|reason| BadSample {
+            index,
+            sample,
+            reason,
+        })
+    }
+}
+
+/// The first of `samples` that breaks a rule.
+pub fn first_bad_sample<'a>(
+    samples: impl IntoIterator<Item = SampleRef<'a>>,
+    limits: &BatchLimits,
+) -> Option<BadSample<'a>> {
+    (0..)
+        .zip(samples)
+        .find_map(|(index, sample)| BadSample::of(index, sample, limits))
+}
+
+/// [`check_batch`] for a batch whose samples were read apart from it
+/// (`header.samples` is not looked at): `sample_count` of them, `bad` the
+/// first that breaks a rule.
 pub fn check_parts(
     topic_site: &str,
     header: &TelemetryBatch,
-    samples: &[SampleRef<'_>],
+    sample_count: usize,
+    bad: Option<&BadSample<'_>>,
     limits: &BatchLimits,
 ) -> Result<(), Rejection> {
     let batch = header;
@@ -110,7 +155,7 @@ pub fn check_parts(
     if batch.seq == 0 {
         return Err(invalid(batch, "seq must be at least 1".into()));
     }
-    if !is_name(&batch.node_id, 64, is_id_byte) {
+    if !is_name(batch.node_id.as_bytes(), 64, is_id_byte) {
         return Err(invalid(
             batch,
             format!(
@@ -119,27 +164,26 @@ pub fn check_parts(
             ),
         ));
     }
-    if samples.len() > limits.max_samples {
+    if sample_count > limits.max_samples {
         return Err(Rejection::new(
             RejectCode::Oversized,
             format!(
-                "batch seq {} holds {} samples, more than the limit {}",
-                batch.seq,
-                samples.len(),
-                limits.max_samples
+                "batch seq {} holds {sample_count} samples, more than the limit {}",
+                batch.seq, limits.max_samples
             ),
         ));
     }
-    for (index, sample) in samples.iter().enumerate() {
-        check_sample(sample, limits).map_err(|reason| {
-            invalid(
-                batch,
-                format!(
-                    "sample {index} ({}/{}): {reason}",
-                    sample.device, sample.attribute
-                ),
-            )
-        })?;
+    if let Some(bad) = bad {
+        return Err(invalid(
+            batch,
+            format!(
+                "sample {} ({}/{}): {}",
+                bad.index,
+                String::from_utf8_lossy(bad.sample.device),
+                String::from_utf8_lossy(bad.sample.attribute),
+                bad.reason
+            ),
+        ));
     }
     for gap in &batch.gaps {
         if gap.first_seq == 0 || gap.first_seq > gap.last_seq || gap.last_seq >= batch.seq {
@@ -164,32 +208,59 @@ fn invalid(batch: &TelemetryBatch, reason: String) -> Rejection {
 
 /// 1..=`max` bytes, each `allowed` (ASCII only: a byte of a multi-byte
 /// character never is).
-fn is_name(text: &str, max: usize, allowed: fn(u8) -> bool) -> bool {
-    !text.is_empty() && text.len() <= max && text.bytes().all(allowed)
+fn is_name(text: &[u8], max: usize, allowed: fn(u8) -> bool) -> bool {
+    !text.is_empty() && text.len() <= max && text.iter().all(|&b| allowed(b))
 }
 
 /// A-Z a-z 0-9 - _ .
 fn is_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+    ID_BYTES[usize::from(b)]
 }
 
-fn is_device_part(part: &str) -> bool {
-    is_name(part, 64, is_id_byte)
+/// A-Z a-z 0-9 _
+fn is_attribute_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
-fn is_device(device: &str) -> bool {
-    let mut parts = device.split('/');
-    let three = [parts.next(), parts.next(), parts.next()];
-    parts.next().is_none() && three.iter().all(|p| p.is_some_and(is_device_part))
+/// [`is_id_byte`] as a table: the bridge asks it for every byte of every
+/// device name.
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+        b += 1;
+    }
+    table
+};
+
+/// domain/family/member, each 1-64 bytes of A-Z a-z 0-9 - _ . (one pass:
+/// the bridge runs it on every sample).
+fn is_device(device: &[u8]) -> bool {
+    let (mut slashes, mut part) = (0, 0);
+    for &b in device {
+        if b == b'/' {
+            if part == 0 || slashes == 2 {
+                return false;
+            }
+            slashes += 1;
+            part = 0;
+        } else if is_id_byte(b) && part < 64 {
+            part += 1;
+        } else {
+            return false;
+        }
+    }
+    slashes == 2 && part > 0
 }
 
+#[inline]
 fn check_sample(sample: &SampleRef<'_>, limits: &BatchLimits) -> Result<(), String> {
     if !is_device(sample.device) {
         return Err("device must be domain/family/member (A-Z a-z 0-9 - _ .)".into());
     }
-    if !is_name(sample.attribute, 64, |b| {
-        b.is_ascii_alphanumeric() || b == b'_'
-    }) {
+    if !is_name(sample.attribute, 64, is_attribute_byte) {
         return Err("attribute must be 1-64 characters of A-Z a-z 0-9 _".into());
     }
     if !(MIN_TS_NS..MAX_TS_NS).contains(&sample.ts_unix_ns) {
@@ -247,7 +318,7 @@ mod tests {
     #[test]
     fn a_device_is_exactly_three_named_parts() {
         for good in ["m1/segment/07", "dome/shutter/1", "a.b/c-d/e_f"] {
-            assert!(is_device(good), "{good}");
+            assert!(is_device(good.as_bytes()), "{good}");
         }
         for bad in [
             "m1/segment",
@@ -259,7 +330,23 @@ mod tests {
             "m1/segmént/07",
             "",
         ] {
-            assert!(!is_device(bad), "{bad}");
+            assert!(!is_device(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass `is_device` says what splitting on '/' says.
+        #[test]
+        fn is_device_agrees_with_the_split_definition(
+            device in "[a-c/.é -]{0,8}|[a-z0-9/]{60,140}"
+        ) {
+            let mut parts = device.split('/');
+            let three = [parts.next(), parts.next(), parts.next()];
+            let split = parts.next().is_none()
+                && three
+                    .iter()
+                    .all(|p| p.is_some_and(|p| is_name(p.as_bytes(), 64, is_id_byte)));
+            proptest::prop_assert_eq!(is_device(device.as_bytes()), split);
         }
     }
 

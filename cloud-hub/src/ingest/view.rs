@@ -3,42 +3,52 @@
 //! The Kafka bridge forwards the payload as it came and only needs the
 //! batch's identity and a verdict on every sample. Decoding a full
 //! [`TelemetryBatch`] allocates three strings per sample, the larger part of
-//! the bridge's time; [`BatchView::decode`] reads the same wire format with
-//! prost's field primitives and keeps each sample as slices of the payload.
-//! It accepts and refuses exactly what `TelemetryBatch::decode` does (UTF-8
-//! included) and its verdict is that of [`check_batch`]; `tests` below
-//! compare both readings on mangled payloads.
+//! the bridge's time; [`BatchView::read`] reads the same wire format with
+//! prost's field primitives in one pass, checking each sample as it goes and
+//! keeping only the first that breaks a rule. It accepts and refuses
+//! exactly what `TelemetryBatch::decode` does (UTF-8 included) and its
+//! verdict is that of [`check_batch`]; `tests` below compare both readings
+//! on mangled payloads.
 //!
 //! [`check_batch`]: super::check_batch
 
 use obs_proto::v1::TelemetryBatch;
 use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint};
 
-use super::validate::{BatchLimits, Rejection, SampleRef, ValueRef, check_parts};
+use super::validate::{BadSample, BatchLimits, Rejection, SampleRef, ValueRef, check_parts};
 
-/// A decoded batch header and its samples, borrowed from the payload.
+/// A decoded batch header, how many samples it holds and the first of them
+/// that breaks a rule (borrowed from the payload).
 #[derive(Debug)]
 pub struct BatchView<'a> {
     /// Every field but `samples`, which is empty.
     pub header: TelemetryBatch,
-    samples: Vec<SampleRef<'a>>,
+    samples: usize,
+    bad: Option<BadSample<'a>>,
+    limits: BatchLimits,
 }
 
 impl<'a> BatchView<'a> {
-    /// Decodes `payload`; fails exactly where decoding a [`TelemetryBatch`]
-    /// fails.
-    pub fn decode(payload: &'a [u8]) -> Result<BatchView<'a>, String> {
-        read_batch(payload).map_err(|e| format!("failed to decode TelemetryBatch: {e}"))
+    /// Decodes `payload`, checking its samples against `limits`; fails
+    /// exactly where decoding a [`TelemetryBatch`] fails.
+    pub fn read(payload: &'a [u8], limits: &BatchLimits) -> Result<BatchView<'a>, String> {
+        read_batch(payload, limits).map_err(|e| format!("failed to decode TelemetryBatch: {e}"))
     }
 
     /// How many samples the batch holds.
     pub fn sample_count(&self) -> usize {
-        self.samples.len()
+        self.samples
     }
 
     /// The checks of [`super::check_batch`], with the same verdict.
-    pub fn check(&self, topic_site: &str, limits: &BatchLimits) -> Result<(), Rejection> {
-        check_parts(topic_site, &self.header, &self.samples, limits)
+    pub fn check(&self, topic_site: &str) -> Result<(), Rejection> {
+        check_parts(
+            topic_site,
+            &self.header,
+            self.samples,
+            self.bad.as_ref(),
+            &self.limits,
+        )
     }
 }
 
@@ -48,92 +58,201 @@ fn err(error: prost::DecodeError) -> String {
     error.to_string()
 }
 
-/// The bytes of a length-delimited field, advancing `buf` past them.
-fn delimited<'a>(buf: &mut &'a [u8]) -> Read<&'a [u8]> {
-    let len = decode_varint(buf).map_err(err)?;
-    if len > buf.len() as u64 {
-        return Err("buffer underflow".into());
+/// The part of a payload not read yet. Keys, lengths and varints of one
+/// byte (nearly all of a sample's) are read inline; longer ones by prost.
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
-    let (field, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    Ok(field)
+
+    /// Steps over the one-byte key `key` if it comes next.
+    #[inline(always)]
+    fn next_key(&mut self, key: u8) -> bool {
+        match self.buf.split_first() {
+            Some((&byte, rest)) if byte == key => {
+                self.buf = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Read<u64> {
+        match self.buf.split_first() {
+            Some((&byte, rest)) if byte < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(byte))
+            }
+            _ => decode_varint(&mut self.buf).map_err(err),
+        }
+    }
+
+    /// A field key, refused where prost's `decode_key` refuses it.
+    #[inline(always)]
+    fn key(&mut self) -> Read<(u32, WireType)> {
+        match self.buf.split_first() {
+            Some((&byte, rest)) if byte < 0x80 && byte >> 3 != 0 && byte & 7 <= 5 => {
+                self.buf = rest;
+                let wire_type = WireType::try_from(u64::from(byte & 7)).map_err(err)?;
+                Ok((u32::from(byte >> 3), wire_type))
+            }
+            _ => decode_key(&mut self.buf).map_err(err),
+        }
+    }
+
+    /// The bytes of a length-delimited field.
+    #[inline(always)]
+    fn delimited(&mut self, wire_type: WireType) -> Read<&'a [u8]> {
+        check_wire_type(WireType::LengthDelimited, wire_type).map_err(err)?;
+        let len = self.varint()?;
+        if len > self.buf.len() as u64 {
+            return Err("buffer underflow".into());
+        }
+        let (field, rest) = self.buf.split_at(len as usize);
+        self.buf = rest;
+        Ok(field)
+    }
+
+    /// A string field's bytes, refused unless UTF-8 as prost refuses them.
+    #[inline(always)]
+    fn text(&mut self, wire_type: WireType) -> Read<&'a [u8]> {
+        let bytes = self.delimited(wire_type)?;
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err("invalid string value: data is not UTF-8 encoded".into())
+        }
+    }
+
+    fn string(&mut self, wire_type: WireType) -> Read<String> {
+        let bytes = self.delimited(wire_type)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
+    }
+
+    #[inline(always)]
+    fn number(&mut self, wire_type: WireType) -> Read<u64> {
+        check_wire_type(WireType::Varint, wire_type).map_err(err)?;
+        self.varint()
+    }
+
+    fn skip(&mut self, wire_type: WireType, tag: u32) -> Read<()> {
+        prost::encoding::skip_field(wire_type, tag, &mut self.buf, DecodeContext::default())
+            .map_err(err)
+    }
 }
 
-fn text<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Read<&'a str> {
-    check_wire_type(WireType::LengthDelimited, wire_type).map_err(err)?;
-    std::str::from_utf8(delimited(buf)?)
-        .map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
-}
-
-fn varint(wire_type: WireType, buf: &mut &[u8]) -> Read<u64> {
-    check_wire_type(WireType::Varint, wire_type).map_err(err)?;
-    decode_varint(buf).map_err(err)
-}
-
-fn skip(wire_type: WireType, tag: u32, buf: &mut &[u8]) -> Read<()> {
-    prost::encoding::skip_field(wire_type, tag, buf, DecodeContext::default()).map_err(err)
-}
-
-fn read_batch(payload: &[u8]) -> Read<BatchView<'_>> {
-    let mut buf = payload;
+fn read_batch<'a>(payload: &'a [u8], limits: &BatchLimits) -> Read<BatchView<'a>> {
+    let mut cursor = Cursor { buf: payload };
     let mut header = TelemetryBatch::default();
-    let mut samples = Vec::new();
-    while !buf.is_empty() {
-        let (tag, wire_type) = decode_key(&mut buf).map_err(err)?;
+    let (mut samples, mut bad) = (0, None);
+    while !cursor.is_empty() {
+        let (tag, wire_type) = cursor.key()?;
         match tag {
-            1 => header.site = text(wire_type, &mut buf)?.to_owned(),
-            2 => header.node_id = text(wire_type, &mut buf)?.to_owned(),
-            3 => header.seq = varint(wire_type, &mut buf)?,
+            1 => header.site = cursor.string(wire_type)?,
+            2 => header.node_id = cursor.string(wire_type)?,
+            3 => header.seq = cursor.number(wire_type)?,
             4 => {
-                check_wire_type(WireType::LengthDelimited, wire_type).map_err(err)?;
-                let sample = read_sample(delimited(&mut buf)?)
+                let sample = read_sample(cursor.delimited(wire_type)?)
                     .map_err(|e| format!("TelemetryBatch.samples: Sample: {e}"))?;
-                samples.push(sample);
+                if bad.is_none() {
+                    bad = BadSample::of(samples, sample, limits);
+                }
+                samples += 1;
             }
             5 => prost::encoding::message::merge_repeated(
                 wire_type,
                 &mut header.gaps,
-                &mut buf,
+                &mut cursor.buf,
                 DecodeContext::default(),
             )
             .map_err(err)?,
-            6 => header.created_unix_ns = varint(wire_type, &mut buf)? as i64,
-            7 => header.acked_seq = varint(wire_type, &mut buf)?,
-            _ => skip(wire_type, tag, &mut buf)?,
+            6 => header.created_unix_ns = cursor.number(wire_type)? as i64,
+            7 => header.acked_seq = cursor.number(wire_type)?,
+            _ => cursor.skip(wire_type, tag)?,
         }
     }
-    Ok(BatchView { header, samples })
+    Ok(BatchView {
+        header,
+        samples,
+        bad,
+        limits: *limits,
+    })
 }
 
-fn read_sample(mut buf: &[u8]) -> Read<SampleRef<'_>> {
-    let mut sample = SampleRef {
-        device: "",
-        attribute: "",
-        ts_unix_ns: 0,
-        value: ValueRef::Missing,
-        unit: "",
-    };
-    while !buf.is_empty() {
-        let (tag, wire_type) = decode_key(&mut buf).map_err(err)?;
+#[inline(always)]
+fn read_sample(buf: &[u8]) -> Read<SampleRef<'_>> {
+    match read_in_order(buf) {
+        Some(sample) => Ok(sample),
+        None => read_any_order(buf),
+    }
+}
+
+/// A sample whose fields come in the order of their numbers, as prost and
+/// every other encoder write them: one straight pass. `None` for anything
+/// else (other order, repeated or unknown fields, errors), which
+/// [`read_any_order`] then reads as prost would.
+#[inline(always)]
+fn read_in_order(buf: &[u8]) -> Option<SampleRef<'_>> {
+    let mut cursor = Cursor { buf };
+    let mut sample = SampleRef::EMPTY;
+    // Key bytes: field number << 3 | wire type.
+    if cursor.next_key(0x0a) {
+        sample.device = cursor.text(WireType::LengthDelimited).ok()?;
+    }
+    if cursor.next_key(0x12) {
+        sample.attribute = cursor.text(WireType::LengthDelimited).ok()?;
+    }
+    if cursor.next_key(0x18) {
+        sample.ts_unix_ns = cursor.varint().ok()? as i64;
+    }
+    if cursor.next_key(0x21) {
+        cursor.buf = cursor.buf.get(8..)?;
+        sample.value = ValueRef::Number;
+    } else if cursor.next_key(0x28) || cursor.next_key(0x30) {
+        cursor.varint().ok()?;
+        sample.value = ValueRef::Number;
+    } else if cursor.next_key(0x3a) {
+        sample.value = ValueRef::Text(cursor.text(WireType::LengthDelimited).ok()?.len());
+    }
+    if cursor.next_key(0x42) {
+        sample.unit = cursor.text(WireType::LengthDelimited).ok()?;
+    }
+    if cursor.next_key(0x48) {
+        cursor.varint().ok()?;
+    }
+    cursor.is_empty().then_some(sample)
+}
+
+fn read_any_order(buf: &[u8]) -> Read<SampleRef<'_>> {
+    let mut cursor = Cursor { buf };
+    let mut sample = SampleRef::EMPTY;
+    while !cursor.is_empty() {
+        let (tag, wire_type) = cursor.key()?;
         match tag {
-            1 => sample.device = text(wire_type, &mut buf)?,
-            2 => sample.attribute = text(wire_type, &mut buf)?,
-            3 => sample.ts_unix_ns = varint(wire_type, &mut buf)? as i64,
+            1 => sample.device = cursor.text(wire_type)?,
+            2 => sample.attribute = cursor.text(wire_type)?,
+            3 => sample.ts_unix_ns = cursor.number(wire_type)? as i64,
             4 => {
                 check_wire_type(WireType::SixtyFourBit, wire_type).map_err(err)?;
-                skip(wire_type, tag, &mut buf)?;
+                cursor.skip(wire_type, tag)?;
                 sample.value = ValueRef::Number;
             }
             5 | 6 => {
-                varint(wire_type, &mut buf)?;
+                cursor.number(wire_type)?;
                 sample.value = ValueRef::Number;
             }
-            7 => sample.value = ValueRef::Text(text(wire_type, &mut buf)?.len()),
-            8 => sample.unit = text(wire_type, &mut buf)?,
+            7 => sample.value = ValueRef::Text(cursor.text(wire_type)?.len()),
+            8 => sample.unit = cursor.text(wire_type)?,
             9 => {
-                varint(wire_type, &mut buf)?;
+                cursor.number(wire_type)?;
             }
-            _ => skip(wire_type, tag, &mut buf)?,
+            _ => cursor.skip(wire_type, tag)?,
         }
     }
     Ok(sample)
@@ -198,8 +317,8 @@ mod tests {
         payload: &[u8],
         limits: &BatchLimits,
     ) -> Result<(TelemetryBatch, usize, Result<(), Rejection>), ()> {
-        let view = BatchView::decode(payload).map_err(|_| ())?;
-        let verdict = view.check("nrt", limits);
+        let view = BatchView::read(payload, limits).map_err(|_| ())?;
+        let verdict = view.check("nrt");
         Ok((view.header.clone(), view.sample_count(), verdict))
     }
 
@@ -222,7 +341,7 @@ mod tests {
             .expect("attribute bytes");
         payload[at] = 0xff;
         assert!(TelemetryBatch::decode(payload.as_slice()).is_err());
-        let error = BatchView::decode(&payload).unwrap_err();
+        let error = BatchView::read(&payload, &BatchLimits::default()).unwrap_err();
         assert!(error.contains("UTF-8"), "{error}");
     }
 
