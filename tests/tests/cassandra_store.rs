@@ -282,7 +282,10 @@ async fn write_throughput_of_50_batches_of_1000_samples() {
             assert_eq!(state.decide(batch), Decision::Accept);
             let mut next = state.clone();
             let writes = next.accept(batch);
-            store.write_batch(batch, &writes, &next).await.unwrap();
+            store
+                .write_batch(batch, &writes, Some(&next))
+                .await
+                .unwrap();
             state = next;
         }
         let elapsed = started.elapsed().as_secs_f64();
@@ -343,7 +346,7 @@ async fn apply(
     assert_eq!(state.decide(batch), Decision::Accept, "seq {}", batch.seq);
     let mut next = state.clone();
     let writes = next.accept(batch);
-    store.write_batch(batch, &writes, &next).await?;
+    store.write_batch(batch, &writes, Some(&next)).await?;
     *state = next;
     Ok(())
 }

@@ -125,7 +125,7 @@ impl DirectIngest {
                     maintenance.apply(site, batch).await?;
                 }
                 let started = std::time::Instant::now();
-                let written = store.write_batch(batch, &writes, &next).await;
+                let written = store.write_batch(batch, &writes, Some(&next)).await;
                 crate::metrics::store_write(
                     "ingest",
                     started.elapsed().as_secs_f64(),

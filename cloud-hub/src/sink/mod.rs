@@ -1,10 +1,13 @@
 //! The distributed mode's sink: consumer group `sink` on every
-//! `obs.telemetry.*` topic (under the configured namespace) (new sites are picked up by the subscription's
-//! pattern without a restart), one worker per site applying its batches in
+//! `obs.telemetry.*` topic under the configured namespace (new sites are
+//! picked up by the subscription's pattern without a restart), one worker per site applying its batches in
 //! order — the single writer [`crate::ingest`] relies on — and a consumer
-//! offset stored only after the batch's rows are written. While the store is
-//! down a worker retries the same batch; its queue fills, the consumer stops
-//! reading, and memory stays bounded.
+//! offset stored only once the batch's rows and a state counting it are
+//! written ([`site`]). While the store is down a worker retries the same
+//! batch; its queue fills, the consumer stops reading, and memory stays
+//! bounded.
+
+pub mod site;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,14 +23,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::maintenance::SiteMaintenance;
-use crate::ingest::{Decision, SiteState};
 use crate::store::{StoreError, StoreResult, TelemetryStore};
 use crate::stream::kafka::{KafkaConfig, REJECTED_HEADER, client_config};
+use site::{Applied, SiteSink};
 
 /// Batches queued per site worker.
 const WORKER_QUEUE: usize = 64;
-/// Longest pause between retries of a failed write.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs the sink until `shutdown`; `maintenance` records the maintenance
 /// events sites report in their batches.
@@ -112,28 +113,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Retries `op` with a growing pause until it succeeds or `shutdown`.
-async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = StoreResult<T>>,
-{
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                tracing::warn!(%error, what, retry_in_ms = pause.as_millis() as u64, "sink write failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-}
-
 async fn worker(
     topic: String,
     site: String,
@@ -143,97 +122,60 @@ async fn worker(
     consumer: Arc<StreamConsumer>,
     shutdown: CancellationToken,
 ) {
-    if let Err(error) = validate_site_id(&site) {
-        tracing::error!(%error, topic, "topic does not name a site; its records are skipped");
-    }
-    let Some(loaded) = retry("loading ingest state", &shutdown, || {
-        store.load_site_state(&site)
-    })
-    .await
-    else {
+    let valid = match validate_site_id(&site) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, topic, "topic does not name a site; its records are skipped");
+            false
+        }
+    };
+    let Some(mut sink) = SiteSink::load(&site, store, maintenance, shutdown).await else {
         return;
     };
-    let mut state = loaded.unwrap_or_default();
+    // Per partition, the last record the stored state does not cover yet.
+    let mut unsaved: HashMap<i32, i64> = HashMap::new();
     while let Some(message) = messages.recv().await {
         crate::metrics::sink_queued(&site, messages.len());
-        if !apply(
-            &site,
-            &message,
-            &mut state,
-            store.as_ref(),
-            &maintenance,
-            &shutdown,
-        )
-        .await
-        {
-            return;
+        let more = !messages.is_empty();
+        let batch = valid.then(|| decode(&site, &message)).flatten();
+        let applied = match &batch {
+            Some((batch, rejected)) => sink.apply(batch, *rejected, more).await,
+            None => sink.settle(more).await,
+        };
+        unsaved.insert(message.partition(), message.offset());
+        match applied {
+            None => return,
+            Some(Applied::Pending) => {}
+            Some(Applied::Saved) => store_offsets(&consumer, &topic, &mut unsaved),
         }
-        if let Err(error) = consumer.store_offset(&topic, message.partition(), message.offset()) {
-            tracing::warn!(%error, topic, offset = message.offset(), "cannot store the offset");
+    }
+    // Closed at shutdown: one try to save what is applied.
+    if sink.settle(false).await == Some(Applied::Saved) {
+        store_offsets(&consumer, &topic, &mut unsaved);
+    }
+}
+
+fn store_offsets(consumer: &StreamConsumer, topic: &str, offsets: &mut HashMap<i32, i64>) {
+    for (partition, offset) in offsets.drain() {
+        if let Err(error) = consumer.store_offset(topic, partition, offset) {
+            tracing::warn!(%error, topic, offset, "cannot store the offset");
         }
     }
 }
 
-/// Applies one record to `state` and the store; false when shut down
-/// before it could be written.
-async fn apply(
-    site: &str,
-    message: &OwnedMessage,
-    state: &mut SiteState,
-    store: &dyn TelemetryStore,
-    maintenance: &SiteMaintenance,
-    shutdown: &CancellationToken,
-) -> bool {
-    if validate_site_id(site).is_err() {
-        return true;
-    }
-    let batch = match TelemetryBatch::decode(message.payload().unwrap_or_default()) {
-        Ok(batch) => batch,
+/// The batch a record holds and whether it is the bridge's marker of a
+/// refused batch; `None` (logged) when it cannot be decoded.
+fn decode(site: &str, message: &OwnedMessage) -> Option<(TelemetryBatch, bool)> {
+    match TelemetryBatch::decode(message.payload().unwrap_or_default()) {
+        Ok(batch) => {
+            let rejected = message
+                .headers()
+                .is_some_and(|h| h.iter().any(|h| h.key == REJECTED_HEADER));
+            Some((batch, rejected))
+        }
         Err(error) => {
             tracing::error!(%error, site, offset = message.offset(), "undecodable record skipped");
-            return true;
+            None
         }
-    };
-    let rejected = message
-        .headers()
-        .is_some_and(|h| h.iter().any(|h| h.key == REJECTED_HEADER));
-    let decision = state.decide(&batch);
-    if decision != Decision::Accept && !(rejected && decision != Decision::Duplicate) {
-        return true;
     }
-    let mut next = state.clone();
-    let written = if rejected {
-        next.reject(&batch);
-        retry("writing ingest state", shutdown, || {
-            store.write_site_state(site, &next)
-        })
-        .await
-    } else {
-        // Before the batch's rows and state: a crash in between replays the
-        // batch (see `ingest::maintenance`).
-        let recorded = retry("recording site maintenance", shutdown, || {
-            maintenance.apply(site, &batch)
-        })
-        .await;
-        if recorded.is_none() {
-            return false;
-        }
-        let writes = next.accept(&batch);
-        retry("writing a batch", shutdown, || async {
-            let started = std::time::Instant::now();
-            let written = store.write_batch(&batch, &writes, &next).await;
-            crate::metrics::store_write("sink", started.elapsed().as_secs_f64(), written.is_ok());
-            written
-        })
-        .await
-    };
-    if written.is_some() && !rejected {
-        crate::metrics::sink_written(site, batch.samples.len());
-        crate::metrics::ingest_latency(batch.created_unix_ns);
-    }
-    if written.is_none() {
-        return false;
-    }
-    *state = next;
-    true
 }

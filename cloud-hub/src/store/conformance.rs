@@ -69,7 +69,7 @@ async fn apply<S: TelemetryStore>(store: &S, state: &mut SiteState, batch: &Tele
     let mut next = state.clone();
     let writes = next.accept(batch);
     store
-        .write_batch(batch, &writes, &next)
+        .write_batch(batch, &writes, Some(&next))
         .await
         .expect("write batch");
     *state = next;

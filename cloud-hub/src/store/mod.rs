@@ -149,13 +149,17 @@ pub trait TelemetryStore: Send + Sync + 'static {
     }
 
     /// Writes an accepted batch: raw samples, latest values, `writes`, the
-    /// recomputation of late buckets, and last `state`. Writing the same
-    /// batch with the same inputs again leaves every table as it was.
+    /// recomputation of late buckets, and last `state` if given (in the same
+    /// transaction where the store has them). Without a state, the caller
+    /// writes it later with [`Self::write_site_state`]; until then the stored
+    /// state does not count the batch, and a replay of it from there leaves
+    /// every table as it is. Writing the same batch with the same inputs
+    /// again leaves every table as it was.
     async fn write_batch(
         &self,
         batch: &TelemetryBatch,
         writes: &BatchWrites,
-        state: &SiteState,
+        state: Option<&SiteState>,
     ) -> StoreResult<()>;
 
     /// Writes only the state of `site` (after a rejected batch).

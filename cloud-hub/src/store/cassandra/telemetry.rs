@@ -242,7 +242,7 @@ impl TelemetryStore for CassandraStore {
         &self,
         batch: &TelemetryBatch,
         writes: &BatchWrites,
-        state: &SiteState,
+        state: Option<&SiteState>,
     ) -> StoreResult<()> {
         let started = Instant::now();
         self.write_batch_rows(batch, writes, state).await?;

@@ -1,7 +1,7 @@
 //! Writing a batch: raw samples, latest values, rollups, late-bucket
 //! recomputations and exposure rows in one round (the samples before the
 //! rest when a late bucket is recomputed from them), then (only if all of
-//! those succeeded) the site's state.
+//! those succeeded) the site's state, when the caller gives it.
 //!
 //! Rows are grouped per partition into unlogged batches of at most
 //! [`MAX_BATCH_ROWS`] rows (a single-partition batch is applied as one
@@ -145,7 +145,7 @@ impl CassandraStore {
         &self,
         batch: &TelemetryBatch,
         writes: &BatchWrites,
-        state: &SiteState,
+        state: Option<&SiteState>,
     ) -> StoreResult<()> {
         let (site, seq) = (batch.site.as_str(), batch.seq);
 
@@ -165,6 +165,9 @@ impl CassandraStore {
         run_bounded(tasks).await?;
 
         // 2. The state, last: it decides whether the batch counts as applied.
+        let Some(state) = state else {
+            return Ok(());
+        };
         self.write_state(site, state).await.map_err(|e| {
             fail(
                 format!("writing ingest state after batch seq {seq} of site {site}"),

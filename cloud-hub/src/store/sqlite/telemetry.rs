@@ -230,14 +230,14 @@ impl TelemetryStore for SqliteStore {
         &self,
         batch: &TelemetryBatch,
         writes: &BatchWrites,
-        state: &SiteState,
+        state: Option<&SiteState>,
     ) -> StoreResult<()> {
         let site = batch.site.clone();
         let samples = batch.samples.clone();
         let rollups = writes.rollups.clone();
         let late = writes.late.clone();
         let exposure = writes.exposure.clone();
-        let state = state.clone();
+        let state = state.cloned();
         let operation = format!("writing batch seq {} of site {site}", batch.seq);
         self.write(&operation, move |conn| {
             let tx = conn.transaction()?;
@@ -277,7 +277,9 @@ impl TelemetryStore for SqliteStore {
                     ])?;
                 }
             }
-            write_state(&tx, &site, &state)?;
+            if let Some(state) = &state {
+                write_state(&tx, &site, state)?;
+            }
             tx.commit()
         })
         .await
