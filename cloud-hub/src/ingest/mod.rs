@@ -21,7 +21,7 @@ pub mod view;
 
 use std::collections::BTreeMap;
 
-use obs_proto::v1::TelemetryBatch;
+use obs_proto::v1::{Sample, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 pub use self::exposure::{ExposureRow, ExposureTotals};
@@ -54,9 +54,12 @@ pub struct SiteState {
     exposure: exposure::ExposureState,
 }
 
-/// Rows derived from one batch, besides its raw samples and latest values.
+/// Rows derived from one batch, besides its raw samples.
 #[derive(Debug, Default)]
 pub struct BatchWrites {
+    /// The newest sample of each series (on equal times the later one in
+    /// the batch): its `latest` row.
+    pub latest: Vec<Sample>,
     pub rollups: Vec<RollupRow>,
     /// Buckets to recompute from raw samples (late data).
     pub late: Vec<LateBucket>,
@@ -109,6 +112,7 @@ impl SiteState {
         let rollups = self.rollups.apply(&batch.samples);
         self.counters.late_samples += rollups.late_samples;
         BatchWrites {
+            latest: latest_per_series(&batch.samples),
             rollups: rollups.rows,
             late: rollups.late,
             exposure: self.exposure.apply(&batch.samples),
@@ -132,6 +136,21 @@ impl SiteState {
             .entry(batch.node_id.clone())
             .or_insert_with(|| SeqTracker::starting_at(batch.acked_seq))
     }
+}
+
+/// The newest sample of each series in `samples` (on equal times the later
+/// one, as the stores' `latest` keeps it).
+fn latest_per_series(samples: &[Sample]) -> Vec<Sample> {
+    let mut latest: BTreeMap<(&str, &str), &Sample> = BTreeMap::new();
+    for sample in samples {
+        let slot = latest
+            .entry((sample.device.as_str(), sample.attribute.as_str()))
+            .or_insert(sample);
+        if sample.ts_unix_ns >= slot.ts_unix_ns {
+            *slot = sample;
+        }
+    }
+    latest.into_values().cloned().collect()
 }
 
 #[cfg(test)]
@@ -203,5 +222,34 @@ mod tests {
         let text = serde_json::to_string(&state).unwrap();
         let back: SiteState = serde_json::from_str(&text).unwrap();
         assert_eq!(back, state);
+    }
+
+    fn point(device: &str, ts: i64, value: f64) -> Sample {
+        Sample {
+            device: device.into(),
+            attribute: "a".into(),
+            ts_unix_ns: ts,
+            value: Some(obs_proto::v1::sample::Value::DoubleValue(value)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_newest_sample_of_each_series_is_kept() {
+        let samples = [
+            point("d1", 5, 1.0),
+            point("d1", 9, 2.0),
+            point("d1", 7, 3.0),
+            point("d1", 9, 4.0),
+            point("d2", 1, 5.0),
+        ];
+        let latest: Vec<(String, i64, Option<f64>)> = latest_per_series(&samples)
+            .into_iter()
+            .map(|s| (s.device.clone(), s.ts_unix_ns, rollup::numeric_value(&s)))
+            .collect();
+        assert_eq!(
+            latest,
+            vec![("d1".into(), 9, Some(4.0)), ("d2".into(), 1, Some(5.0))]
+        );
     }
 }

@@ -154,14 +154,29 @@ impl OpenBuckets {
     /// Folds the numeric samples of a batch in and returns the rows to write.
     pub fn apply(&mut self, samples: &[Sample]) -> RollupOutput {
         let mut out = RollupOutput::default();
-        let mut dirty: BTreeMap<(String, usize), ()> = BTreeMap::new();
+        // Per series, whether this batch changed its minute and hour bucket.
+        let mut dirty: BTreeMap<String, [bool; 2]> = BTreeMap::new();
         let mut late: BTreeMap<LateBucket, ()> = BTreeMap::new();
+        // One buffer for the series key (the bridge folds in every sample).
+        let mut key = String::new();
         for sample in samples {
             let Some(value) = numeric_value(sample) else {
                 continue;
             };
-            let key = format!("{}{SEP}{}", sample.device, sample.attribute);
-            let buckets = self.buckets.entry(key.clone()).or_default();
+            key.clear();
+            key.push_str(&sample.device);
+            key.push(SEP);
+            key.push_str(&sample.attribute);
+            if !self.buckets.contains_key(&key) {
+                self.buckets.insert(key.clone(), Default::default());
+            }
+            if !dirty.contains_key(&key) {
+                dirty.insert(key.clone(), [false; 2]);
+            }
+            let (Some(buckets), Some(flags)) = (self.buckets.get_mut(&key), dirty.get_mut(&key))
+            else {
+                continue;
+            };
             let mut was_late = false;
             for (index, resolution) in [Resolution::Minute, Resolution::Hour]
                 .into_iter()
@@ -172,9 +187,8 @@ impl OpenBuckets {
                 match (&mut bucket.aggregate, start.cmp(&bucket.start)) {
                     (None, _) | (Some(_), std::cmp::Ordering::Greater) => {
                         // A bucket this batch touched is complete: write it now.
-                        if let (Some(aggregate), Some(())) =
-                            (bucket.aggregate, dirty.remove(&(key.clone(), index)))
-                        {
+                        let touched = std::mem::take(&mut flags[index]);
+                        if let (Some(aggregate), true) = (bucket.aggregate, touched) {
                             out.rows.push(RollupRow {
                                 series: SeriesKey::of(sample),
                                 resolution,
@@ -201,12 +215,15 @@ impl OpenBuckets {
                         continue;
                     }
                 }
-                dirty.insert((key.clone(), index), ());
+                flags[index] = true;
             }
             out.late_samples += u64::from(was_late);
         }
-        for (key, index) in dirty.into_keys() {
-            let Some(bucket) = self.buckets.get(&key).map(|b| &b[index]) else {
+        let touched = dirty
+            .iter()
+            .flat_map(|(key, flags)| (0..2).filter(|&i| flags[i]).map(move |i| (key, i)));
+        for (key, index) in touched {
+            let Some(bucket) = self.buckets.get(key).map(|b| &b[index]) else {
                 continue;
             };
             let (Some(aggregate), Some((device, attribute))) =

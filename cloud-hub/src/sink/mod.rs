@@ -138,8 +138,8 @@ async fn worker(
         crate::metrics::sink_queued(&site, messages.len());
         let more = !messages.is_empty();
         let batch = valid.then(|| decode(&site, &message)).flatten();
-        let applied = match &batch {
-            Some((batch, rejected)) => sink.apply(batch, *rejected, more).await,
+        let applied = match batch {
+            Some((batch, rejected)) => sink.apply(batch, rejected, more).await,
             None => sink.settle(more).await,
         };
         unsaved.insert(message.partition(), message.offset());

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
-use obs_proto::v1::{Sample, TelemetryBatch};
+use obs_proto::v1::TelemetryBatch;
 use scylla::errors::ExecutionError;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
@@ -84,21 +84,6 @@ fn rollup_values<'a>(
     )
 }
 
-/// The newest sample of each series in `samples` (on equal times the later
-/// one, as the embedded store's `WHERE excluded.ts >= latest.ts`).
-fn latest_per_series(samples: &[Sample]) -> Vec<&Sample> {
-    let mut latest: BTreeMap<(&str, &str), &Sample> = BTreeMap::new();
-    for sample in samples {
-        let slot = latest
-            .entry((sample.device.as_str(), sample.attribute.as_str()))
-            .or_insert(sample);
-        if sample.ts_unix_ns >= slot.ts_unix_ns {
-            *slot = sample;
-        }
-    }
-    latest.into_values().collect()
-}
-
 impl CassandraStore {
     /// Writes `rows` with `statement`: one request for one row, an unlogged
     /// batch for more (callers pass rows of one partition only).
@@ -153,7 +138,7 @@ impl CassandraStore {
         // of requests; but recomputing a late bucket reads the raw samples,
         // so with late buckets the samples go first.
         let mut tasks = self.sample_tasks(batch);
-        tasks.extend(self.latest_tasks(batch));
+        tasks.extend(self.latest_tasks(site, seq, writes));
         if !writes.late.is_empty() {
             run_bounded(std::mem::take(&mut tasks)).await?;
         }
@@ -213,9 +198,13 @@ impl CassandraStore {
 
     /// Latest values: the newest sample of each series, written `USING
     /// TIMESTAMP` of its time in µs (all rows are in the site's partition).
-    fn latest_tasks<'a>(&'a self, batch: &'a TelemetryBatch) -> Vec<Task<'a>> {
-        let (site, seq) = (batch.site.as_str(), batch.seq);
-        let rows = latest_per_series(&batch.samples).into_iter().map(|s| {
+    fn latest_tasks<'a>(
+        &'a self,
+        site: &'a str,
+        seq: u64,
+        writes: &'a BatchWrites,
+    ) -> Vec<Task<'a>> {
+        let rows = writes.latest.iter().map(|s| {
             let (device, attribute) = (s.device.as_str(), s.attribute.as_str());
             let (d, i, b, t) = value_binds(s);
             let write_time_us = s.ts_unix_ns.div_euclid(1_000);
@@ -420,16 +409,6 @@ impl CassandraStore {
 mod tests {
     use super::*;
 
-    fn sample(device: &str, ts: i64, value: f64) -> Sample {
-        Sample {
-            device: device.into(),
-            attribute: "a".into(),
-            ts_unix_ns: ts,
-            value: Some(obs_proto::v1::sample::Value::DoubleValue(value)),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn chunks_hold_one_partition_at_most_the_batch_size_and_the_last_row_wins() {
         let rows = (0..250).map(|i| ("p1", i, i)).chain([
@@ -445,24 +424,5 @@ mod tests {
             "a later row for the same key replaces it"
         );
         assert_eq!(chunks[3], vec![1001]);
-    }
-
-    #[test]
-    fn the_newest_sample_of_each_series_is_kept() {
-        let samples = [
-            sample("d1", 5, 1.0),
-            sample("d1", 9, 2.0),
-            sample("d1", 7, 3.0),
-            sample("d1", 9, 4.0),
-            sample("d2", 1, 5.0),
-        ];
-        let latest: Vec<(String, i64, Option<f64>)> = latest_per_series(&samples)
-            .into_iter()
-            .map(|s| (s.device.clone(), s.ts_unix_ns, numeric_value(s)))
-            .collect();
-        assert_eq!(
-            latest,
-            vec![("d1".into(), 9, Some(4.0)), ("d2".into(), 1, Some(5.0))]
-        );
     }
 }

@@ -54,19 +54,27 @@ fn sample_from_row(row: &Row<'_>) -> rusqlite::Result<Sample> {
     })
 }
 
-fn write_samples(tx: &Transaction<'_>, site: &str, samples: &[Sample]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO samples (site, device, attribute, ts, value_double, value_int, \
-         value_bool, value_text, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut latest = tx.prepare_cached(
-        "INSERT INTO latest (site, device, attribute, ts, value_double, value_int, value_bool, \
-         value_text, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (site, device, attribute) DO UPDATE SET ts = excluded.ts, \
-         value_double = excluded.value_double, value_int = excluded.value_int, \
-         value_bool = excluded.value_bool, value_text = excluded.value_text, \
-         unit = excluded.unit, quality = excluded.quality WHERE excluded.ts >= latest.ts",
-    )?;
+const INSERT_SAMPLE: &str = "INSERT OR REPLACE INTO samples (site, device, attribute, ts, \
+     value_double, value_int, value_bool, value_text, unit, quality) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// A `latest` row changes only for a sample as new or newer.
+const UPSERT_LATEST: &str = "INSERT INTO latest (site, device, attribute, ts, value_double, \
+     value_int, value_bool, value_text, unit, quality) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (site, device, attribute) DO UPDATE SET ts = excluded.ts, \
+     value_double = excluded.value_double, value_int = excluded.value_int, \
+     value_bool = excluded.value_bool, value_text = excluded.value_text, \
+     unit = excluded.unit, quality = excluded.quality WHERE excluded.ts >= latest.ts";
+
+/// Runs `sql` ([`INSERT_SAMPLE`] or [`UPSERT_LATEST`]) for each of `samples`.
+fn write_samples(
+    tx: &Transaction<'_>,
+    sql: &str,
+    site: &str,
+    samples: &[Sample],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(sql)?;
     for s in samples {
         let (d, i, b, t) = value_columns(s);
         let values = params![
@@ -82,7 +90,6 @@ fn write_samples(tx: &Transaction<'_>, site: &str, samples: &[Sample]) -> rusqli
             s.quality
         ];
         insert.execute(values)?;
-        latest.execute(values)?;
     }
     Ok(())
 }
@@ -234,6 +241,7 @@ impl TelemetryStore for SqliteStore {
     ) -> StoreResult<()> {
         let site = batch.site.clone();
         let samples = batch.samples.clone();
+        let latest = writes.latest.clone();
         let rollups = writes.rollups.clone();
         let late = writes.late.clone();
         let exposure = writes.exposure.clone();
@@ -241,7 +249,8 @@ impl TelemetryStore for SqliteStore {
         let operation = format!("writing batch seq {} of site {site}", batch.seq);
         self.write(&operation, move |conn| {
             let tx = conn.transaction()?;
-            write_samples(&tx, &site, &samples)?;
+            write_samples(&tx, INSERT_SAMPLE, &site, &samples)?;
+            write_samples(&tx, UPSERT_LATEST, &site, &latest)?;
             for row in &rollups {
                 write_rollup(
                     &tx,
