@@ -1,11 +1,11 @@
 //! The distributed mode's sink: consumer group `sink` on every
 //! `obs.telemetry.*` topic under the configured namespace (new sites are
-//! picked up by the subscription's pattern without a restart), one worker per site applying its batches in
-//! order — the single writer [`crate::ingest`] relies on — and a consumer
-//! offset stored only once the batch's rows and a state counting it are
-//! written ([`site`]). While the store is down a worker retries the same
-//! batch; its queue fills, the consumer stops reading, and memory stays
-//! bounded.
+//! picked up by the subscription's pattern without a restart), one worker
+//! per site applying its batches in order — the single writer
+//! [`crate::ingest`] relies on — and a consumer offset stored only once the
+//! batch's rows and a state counting it are written ([`site`]). While the
+//! store is down a worker retries the same batch; its queue fills, the
+//! consumer stops reading, and memory stays bounded.
 
 pub mod site;
 

@@ -226,8 +226,8 @@ impl SiteSink {
         Some(Applied::Saved)
     }
 
-    /// Writes the latest, rollup and exposure rows kept back and the state, once
-    /// the rows it counts are written; `None` on shutdown.
+    /// Writes the latest, rollup and exposure rows kept back and the state,
+    /// once the rows it counts are written; `None` on shutdown.
     pub async fn save(&mut self) -> Option<()> {
         self.written().await?;
         let derived = self.derived.take();
@@ -236,7 +236,7 @@ impl SiteSink {
             ..Default::default()
         };
         let (state, store) = (&self.state, &self.store);
-        retry("writing ingest state", &self.shutdown, || {
+        retry("writing rollups and ingest state", &self.shutdown, || {
             store.write_batch(&no_samples, &derived, Some(state))
         })
         .await?;
