@@ -30,6 +30,7 @@ use cloud_hub::sink::site::SiteSink;
 use cloud_hub::store::TelemetryStore;
 use cloud_hub::store::cassandra::CassandraStore;
 use cloud_hub::stream::kafka::{KafkaConfig, KafkaLog};
+use futures::StreamExt;
 use obs_common::site::SiteTopics;
 use obs_proto::v1::{Ack, GetIngestStatsRequest, Sample, TelemetryBatch, sample};
 use prost::Message;
@@ -46,9 +47,9 @@ const E2E_BATCHES: u64 = 1000;
 /// Batches through Kafka per round (long enough to hide the producers'
 /// start-up).
 const KAFKA_BATCHES: u64 = 4000;
-/// Rounds of raw producer then bridge (raw writer then sink), alternating,
-/// so that both meet the same moods of the JVMs and of the two shared cores;
-/// the ratio reported is the median of the rounds' ratios.
+/// Rounds of raw producer then bridge, alternating, so that both meet the
+/// same moods of Kafka's JVM and of the two shared cores; the ratio reported
+/// is the median of the rounds' ratios.
 const ROUNDS: u64 = 3;
 /// Rounds of the raw writer and the sink, in the order A B B A.
 const SINK_ROUNDS: u64 = 4;
@@ -365,8 +366,6 @@ async fn bench_sink() -> Vec<(f64, f64)> {
         .await;
     rounds
 }
-
-use futures::StreamExt;
 
 async fn bench_end_to_end() -> (f64, f64, f64) {
     let hub = support::Hub::start_in(support::Mode::KafkaCassandra);

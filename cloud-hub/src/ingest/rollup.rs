@@ -157,7 +157,7 @@ impl OpenBuckets {
         // Per series, whether this batch changed its minute and hour bucket.
         let mut dirty: BTreeMap<String, [bool; 2]> = BTreeMap::new();
         let mut late: BTreeMap<LateBucket, ()> = BTreeMap::new();
-        // One buffer for the series key (the bridge folds in every sample).
+        // One buffer for the series key (every stored sample is folded in).
         let mut key = String::new();
         for sample in samples {
             let Some(value) = numeric_value(sample) else {

@@ -122,7 +122,7 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn text(&mut self, wire_type: WireType) -> Read<&'a [u8]> {
         let bytes = self.delimited(wire_type)?;
-        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+        if std::str::from_utf8(bytes).is_ok() {
             Ok(bytes)
         } else {
             Err("invalid string value: data is not UTF-8 encoded".into())

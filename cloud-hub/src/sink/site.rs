@@ -34,11 +34,7 @@ pub const STATE_EVERY: usize = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Retries `op` with a growing pause until it succeeds or `shutdown`.
-pub(super) async fn retry<T, F, Fut>(
-    what: &str,
-    shutdown: &CancellationToken,
-    mut op: F,
-) -> Option<T>
+async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut op: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<T>>,

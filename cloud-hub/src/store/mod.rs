@@ -148,12 +148,13 @@ pub trait TelemetryStore: Send + Sync + 'static {
         Ok(out)
     }
 
-    /// Writes an accepted batch: raw samples, latest values, `writes`, the
-    /// recomputation of late buckets, and last `state` if given (in the same
-    /// transaction where the store has them). Without a state, the caller
-    /// writes it later with [`Self::write_site_state`]; until then the stored
-    /// state does not count the batch, and a replay of it from there leaves
-    /// every table as it is. Writing the same batch with the same inputs
+    /// Writes an accepted batch: raw samples, the rows of `writes` (latest
+    /// values, rollups, exposure), the recomputation of late buckets, and
+    /// last `state` if given (in the same transaction where the store has
+    /// them). Without a state, the caller writes one later (the sink does
+    /// so with a batch of no samples carrying the rows it kept back); until
+    /// then the stored state does not count the batch, and a replay of it
+    /// from there leaves every table as it is. Writing the same batch with the same inputs
     /// again leaves every table as it was.
     async fn write_batch(
         &self,
