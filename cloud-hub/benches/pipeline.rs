@@ -9,7 +9,7 @@
 //! 2. sink: the sink's per-site writer `SiteSink` on `CassandraStore` (raw
 //!    samples per batch; latest, rollups, exposure and the state every few
 //!    batches) vs raw scylla inserts of the same samples into the same
-//!    `samples` table with the same batching, in A B B A rounds;
+//!    `samples` table with the same batching, in interleaved slices;
 //! 3. end to end: a `cloud-hub serve` process (Kafka + Cassandra) fed over
 //!    mTLS MQTT after a warm-up (the site's topic created and picked up by
 //!    the sink); durable samples/s and sample -> queryable latency.
@@ -41,7 +41,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Batches per sink round.
-const BATCHES: u64 = 300;
+const BATCHES: u64 = 320;
+/// Batches the raw writer and the sink write in turn within a round: four
+/// of the sink's state writes.
+const SLICE: u64 = 32;
 /// Batches through the whole pipeline after the warm-up.
 const E2E_BATCHES: u64 = 1000;
 /// Batches through Kafka per round (long enough to hide the producers'
@@ -51,7 +54,7 @@ const KAFKA_BATCHES: u64 = 4000;
 /// same moods of Kafka's JVM and of the two shared cores; the ratio reported
 /// is the median of the rounds' ratios.
 const ROUNDS: u64 = 3;
-/// Rounds of the raw writer and the sink, in the order A B B A.
+/// Rounds of the raw writer and the sink.
 const SINK_ROUNDS: u64 = 4;
 /// Batches each producer sends before the timed part.
 const WARM_UP: u64 = 50;
@@ -281,17 +284,30 @@ async fn raw_write(
         .expect("raw write");
 }
 
-/// The raw writer through `batches`, samples/s.
-async fn raw_round(
+/// The raw writer through `batches`; the time it took.
+async fn raw_slice(
     session: &scylla::client::session::Session,
     insert: &scylla::statement::prepared::PreparedStatement,
     batches: &[TelemetryBatch],
-) -> f64 {
+) -> Duration {
     let started = Instant::now();
     for b in batches {
         raw_write(session, insert, b).await;
     }
-    rate(batches.len() as u64 * PER_BATCH as u64, started.elapsed())
+    started.elapsed()
+}
+
+/// The sink through `batches` as a backlog (the state written every few
+/// batches and after the last); the time it took.
+async fn sink_slice(sink: &mut SiteSink, batches: Vec<TelemetryBatch>) -> Duration {
+    let started = Instant::now();
+    let count = batches.len();
+    for (i, b) in batches.into_iter().enumerate() {
+        sink.apply(b, false, i + 1 < count)
+            .await
+            .expect("sink write");
+    }
+    started.elapsed()
 }
 
 /// Per round: (raw writer, sink) samples/s.
@@ -316,41 +332,35 @@ async fn bench_sink() -> Vec<(f64, f64)> {
         ))
         .await
         .expect("prepare");
-    // The sink's writer with a backlog: every table, the state every few
-    // batches and after the last of a round.
     let maintenance = SiteMaintenance::new(store.clone());
 
-    // A warm-up of both as long as a round (the first writes into a new
-    // keyspace are faster than those after memtable flushes and
-    // compactions), then alternating rounds, which of the two goes first
-    // alternating too (a memtable flush or a collection the first one causes
-    // hits the second). Each round writes new sites: which partitions a
-    // site's rows hash to changes a writer's speed by some 10 % (two raw
-    // writers of fixed sites "bench" and "benchsink" differed by 6-17 %
-    // whichever went first). The batches of each are built before its
-    // clock starts.
+    // Round 0 is the warm-up. In each round the two write alternate slices
+    // of SLICE batches, which of them goes first alternating too, and each
+    // one's time is summed: Cassandra's pace drifts within seconds (JIT,
+    // memtable flushes, compactions that either writer may cause), and
+    // short interleaved slices spread the drifts over both. Each round
+    // writes new sites: which partitions a site's rows hash to changes a
+    // writer's speed by some 10 %. The batches are built before the clocks
+    // start.
     let mut rounds = Vec::new();
     for round in 0..=SINK_ROUNDS {
         let (raw_site, sink_site) = (format!("raw{round}"), format!("sink{round}"));
-        let raw: Vec<TelemetryBatch> = (1..=BATCHES).map(|seq| batch(&raw_site, seq)).collect();
-        let ours: Vec<TelemetryBatch> = (1..=BATCHES).map(|seq| batch(&sink_site, seq)).collect();
         let (shared, maintenance) = (store.clone(), maintenance.clone());
         let mut sink = SiteSink::load(&sink_site, shared, maintenance, CancellationToken::new())
             .await
             .expect("state");
-        // Round 0 is the warm-up; then A B B A: each goes first in half.
-        let raw_first = matches!(round % 4, 1 | 0);
-        let mut raw_rate = 0.0;
-        if raw_first {
-            raw_rate = raw_round(&session, &insert, &raw).await;
-        }
-        let started = Instant::now();
-        for (more, b) in (1..=BATCHES).rev().map(|left| left > 1).zip(ours) {
-            sink.apply(b, false, more).await.expect("sink write");
-        }
-        let sink_rate = rate(BATCHES * PER_BATCH as u64, started.elapsed());
-        if !raw_first {
-            raw_rate = raw_round(&session, &insert, &raw).await;
+        let (mut raw_time, mut sink_time) = (Duration::ZERO, Duration::ZERO);
+        for slice in 0..BATCHES / SLICE {
+            let seqs = slice * SLICE + 1..=(slice + 1) * SLICE;
+            let raw: Vec<TelemetryBatch> = seqs.clone().map(|seq| batch(&raw_site, seq)).collect();
+            let ours: Vec<TelemetryBatch> = seqs.map(|seq| batch(&sink_site, seq)).collect();
+            if slice % 2 == 0 {
+                raw_time += raw_slice(&session, &insert, &raw).await;
+                sink_time += sink_slice(&mut sink, ours).await;
+            } else {
+                sink_time += sink_slice(&mut sink, ours).await;
+                raw_time += raw_slice(&session, &insert, &raw).await;
+            }
         }
         let state = store.load_site_state(&sink_site).await.expect("state");
         assert_eq!(
@@ -358,7 +368,8 @@ async fn bench_sink() -> Vec<(f64, f64)> {
             Some(BATCHES * PER_BATCH as u64)
         );
         if round > 0 {
-            rounds.push((raw_rate, sink_rate));
+            let samples = BATCHES * PER_BATCH as u64;
+            rounds.push((rate(samples, raw_time), rate(samples, sink_time)));
         }
     }
     let _ = session
