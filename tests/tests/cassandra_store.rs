@@ -469,3 +469,104 @@ async fn latest_wins_by_sample_time_ranges_span_partitions_and_failures_keep_the
 fn state_of(stored: &Option<SiteState>) -> SiteState {
     stored.clone().expect("a stored state")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_samples_of_every_type_write_only_their_own_column() {
+    use sample::Value::{BoolValue, DoubleValue, IntValue, StringValue};
+    let _serial = SERIAL.lock().await;
+    with_keyspace(|keyspace| async move {
+        let store = connect(&keyspace).await;
+        let at = |second: i64| T0 + second * S;
+        let mut samples = vec![
+            point("mount/axis/az", "position", at(1), DoubleValue(181.25)),
+            point("mount/axis/az", "position", at(2), IntValue(-7)),
+            point("mount/axis/az", "position", at(3), BoolValue(true)),
+            point(
+                "mount/axis/az",
+                "position",
+                at(4),
+                StringValue("parked".into()),
+            ),
+        ];
+        let mut empty = point("mount/axis/az", "position", at(5), IntValue(0));
+        empty.value = None;
+        samples.push(empty);
+        let mut state = SiteState::default();
+        apply(&store, &mut state, &batch_of("types", 1, samples.clone()))
+            .await
+            .unwrap();
+        let query = SeriesQuery {
+            site: "types".into(),
+            device: "mount/axis/az".into(),
+            attribute: "position".into(),
+            from_ns: T0,
+            to_ns: at(10),
+            limit: 100,
+        };
+        assert_eq!(store.query_samples(&query).await.unwrap(), samples);
+
+        // Which columns each row has written: a value column never set has
+        // no write time; the sample without a value nulls all four.
+        let rows: Vec<WriteTimes> = admin_session()
+            .await
+            .query_unpaged(
+                format!(
+                    "SELECT ts, writetime(value_double), writetime(value_int), \
+                         writetime(value_bool), writetime(value_text) FROM {keyspace}.samples \
+                         WHERE site = 'types' AND device = 'mount/axis/az' \
+                         AND attribute = 'position' AND day = ?"
+                ),
+                (day_of(T0),),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let written: Vec<[bool; 4]> = rows
+            .iter()
+            .map(|(_, d, i, b, t)| [d.is_some(), i.is_some(), b.is_some(), t.is_some()])
+            .collect();
+        assert_eq!(
+            written,
+            vec![
+                [true, false, false, false],
+                [false, true, false, false],
+                [false, false, true, false],
+                [false, false, false, true],
+                [false, false, false, false],
+            ],
+            "{rows:?}"
+        );
+
+        // A rewrite with a value of another type reads back as the new one.
+        let retyped = point(
+            "mount/axis/az",
+            "position",
+            at(1),
+            StringValue("moved".into()),
+        );
+        apply(
+            &store,
+            &mut state,
+            &batch_of("types", 2, vec![retyped.clone()]),
+        )
+        .await
+        .unwrap();
+        let read = store.query_samples(&query).await.unwrap();
+        assert_eq!(read[0], retyped);
+    })
+    .await;
+}
+
+/// A row's `ts` and the write times of its value columns (double, int,
+/// bool, text).
+type WriteTimes = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// The `day` partition key of a sample time, as the store computes it.
+fn day_of(ts_ns: i64) -> i32 {
+    (ts_ns.div_euclid(86_400 * S)) as i32
+}

@@ -3,21 +3,67 @@
 //! A sample's value goes to one of four typed columns. Writing nulls to the
 //! other three would leave three cell tombstones per row, and a day of 1 Hz
 //! data would then trip Cassandra's tombstone thresholds on read; so the
-//! unused columns are left *unset*. A row rewritten later with a value of
-//! another type therefore keeps the old column too, and reads take the
-//! value column with the newest write time, which is the one written last,
-//! as `INSERT OR REPLACE` in the embedded store (ties, which only a rewrite
-//! inside the same microsecond gives, go to double, int, bool, text, the
-//! order of SQLite's `coalesce`). A sample without any value writes four
-//! nulls.
+//! unused columns are not written: a raw sample is inserted by the
+//! statement of its value's type, which names only that column
+//! ([`SampleValue`]), and a latest value binds the other three *unset*. A
+//! row rewritten later with a value of another type therefore keeps the
+//! old column too, and reads take the value column with the newest write
+//! time, which is the one written last, as `INSERT OR REPLACE` in the
+//! embedded store (ties, which only a rewrite inside the same microsecond
+//! gives, go to double, int, bool, text, the order of SQLite's
+//! `coalesce`). A sample without any value writes four nulls.
 
 use obs_proto::v1::{Sample, sample};
 use scylla::DeserializeRow;
+use scylla::cluster::metadata::ColumnType;
+use scylla::serialize::SerializationError;
+use scylla::serialize::value::SerializeValue;
+use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::value::MaybeUnset;
 
 use crate::ingest::{Aggregate, ExposureTotals};
 
-/// The four value columns of an INSERT.
+/// A sample's value as bound to the raw-sample insert of its type, the
+/// one value column that statement names (a sample without a value: the
+/// statement that nulls all four, binding `value_double`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleValue<'a> {
+    Double(f64),
+    Int(i64),
+    Bool(bool),
+    Text(&'a str),
+    Null,
+}
+
+impl<'a> SampleValue<'a> {
+    pub fn of(sample: &'a Sample) -> Self {
+        match &sample.value {
+            Some(sample::Value::DoubleValue(v)) => Self::Double(*v),
+            Some(sample::Value::IntValue(v)) => Self::Int(*v),
+            Some(sample::Value::BoolValue(v)) => Self::Bool(*v),
+            Some(sample::Value::StringValue(v)) => Self::Text(v),
+            None => Self::Null,
+        }
+    }
+}
+
+impl SerializeValue for SampleValue<'_> {
+    fn serialize<'b>(
+        &self,
+        typ: &ColumnType,
+        writer: CellWriter<'b>,
+    ) -> Result<WrittenCellProof<'b>, SerializationError> {
+        match self {
+            Self::Double(v) => v.serialize(typ, writer),
+            Self::Int(v) => v.serialize(typ, writer),
+            Self::Bool(v) => v.serialize(typ, writer),
+            Self::Text(v) => v.serialize(typ, writer),
+            Self::Null => Ok(writer.set_null()),
+        }
+    }
+}
+
+/// The four value columns of a latest-value INSERT.
 pub type ValueBinds<'a> = (
     MaybeUnset<Option<f64>>,
     MaybeUnset<Option<i64>>,

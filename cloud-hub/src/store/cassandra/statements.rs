@@ -9,7 +9,7 @@ use scylla::client::session::Session;
 use scylla::errors::PrepareError;
 use scylla::statement::prepared::PreparedStatement;
 
-use super::rows::{EXPOSURE_COLUMNS, SAMPLE_COLUMNS};
+use super::rows::{EXPOSURE_COLUMNS, SAMPLE_COLUMNS, SampleValue};
 
 /// Rows fetched per page by the paged reads.
 const PAGE_SIZE: i32 = 5_000;
@@ -17,8 +17,8 @@ const PAGE_SIZE: i32 = 5_000;
 /// The prepared statements of one keyspace.
 #[derive(Debug)]
 pub struct Statements {
-    /// site, device, attribute, day, ts, 4 values, unit, quality
-    pub insert_sample: PreparedStatement,
+    /// site, device, attribute, day, ts, value, unit, quality
+    pub insert_sample: SampleInserts,
     /// site, device, attribute, ts, 4 values, unit, quality, write time µs
     pub insert_latest: PreparedStatement,
     /// site, device, attribute, day, bucket, min, max, sum, count
@@ -49,6 +49,55 @@ pub struct Statements {
     pub select_progress_sites: PreparedStatement,
     /// (none)
     pub select_dead_letter_counts: PreparedStatement,
+}
+
+/// The raw-sample inserts, one per value type (see [`SampleValue`]).
+#[derive(Debug)]
+pub struct SampleInserts {
+    double: PreparedStatement,
+    int: PreparedStatement,
+    bool: PreparedStatement,
+    text: PreparedStatement,
+    null: PreparedStatement,
+}
+
+impl SampleInserts {
+    /// The insert that binds `value`.
+    pub fn of(&self, value: &SampleValue) -> &PreparedStatement {
+        match value {
+            SampleValue::Double(_) => &self.double,
+            SampleValue::Int(_) => &self.int,
+            SampleValue::Bool(_) => &self.bool,
+            SampleValue::Text(_) => &self.text,
+            SampleValue::Null => &self.null,
+        }
+    }
+
+    async fn prepare(session: &Session, k: &str) -> Result<Self, PrepareError> {
+        let insert = |values: &str| {
+            let cql = format!(
+                "INSERT INTO {k}.samples (site, device, attribute, day, ts, {values}, unit, \
+                 quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            );
+            prepare(session, cql, true)
+        };
+        Ok(SampleInserts {
+            double: insert("value_double").await?,
+            int: insert("value_int").await?,
+            bool: insert("value_bool").await?,
+            text: insert("value_text").await?,
+            null: prepare(
+                session,
+                format!(
+                    "INSERT INTO {k}.samples (site, device, attribute, day, ts, value_double, \
+                     value_int, value_bool, value_text, unit, quality) \
+                     VALUES (?, ?, ?, ?, ?, ?, null, null, null, ?, ?)"
+                ),
+                true,
+            )
+            .await?,
+        })
+    }
 }
 
 /// The partition of `dead_letter_counts` holding every site's counter.
@@ -82,16 +131,7 @@ impl Statements {
             )
         };
         Ok(Statements {
-            insert_sample: prepare(
-                session,
-                format!(
-                    "INSERT INTO {k}.samples (site, device, attribute, day, ts, value_double, \
-                     value_int, value_bool, value_text, unit, quality) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                true,
-            )
-            .await?,
+            insert_sample: SampleInserts::prepare(session, k).await?,
             insert_latest: prepare(
                 session,
                 format!(

@@ -23,7 +23,7 @@ use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
 use super::keys::{day_of_ns, day_of_s, month_of_s};
-use super::rows::{SampleRow, value_binds};
+use super::rows::{SampleRow, SampleValue, value_binds};
 use super::{CassandraStore, MAX_BATCH_ROWS, WRITE_CONCURRENCY, fail};
 use crate::ingest::rollup::numeric_value;
 use crate::ingest::{Aggregate, BatchWrites, LateBucket, Resolution, SiteState};
@@ -85,44 +85,38 @@ fn rollup_values<'a>(
 }
 
 impl CassandraStore {
-    /// Writes `rows` with `statement`: one request for one row, an unlogged
-    /// batch for more (callers pass rows of one partition only).
+    /// Writes `rows`, each with its statement: one request for one row, an
+    /// unlogged batch for more (callers pass rows of one partition only).
     async fn write_rows<V: SerializeRow>(
         &self,
-        statement: &PreparedStatement,
-        rows: Vec<V>,
+        rows: Vec<(&PreparedStatement, V)>,
     ) -> Result<(), ExecutionError> {
-        match rows.as_slice() {
-            [] => Ok(()),
-            [row] => self
+        if let [(statement, row)] = rows.as_slice() {
+            return self
                 .session()
                 .execute_unpaged(statement, row)
                 .await
-                .map(drop),
-            _ => {
-                let mut batch = Batch::new_with_statements(
-                    BatchType::Unlogged,
-                    vec![BatchStatement::PreparedStatement(statement.clone()); rows.len()],
-                );
-                batch.set_is_idempotent(true);
-                self.session().batch(&batch, rows).await.map(drop)
-            }
+                .map(drop);
         }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (statements, values): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .map(|(statement, row)| (BatchStatement::PreparedStatement(statement.clone()), row))
+            .unzip();
+        let mut batch = Batch::new_with_statements(BatchType::Unlogged, statements);
+        batch.set_is_idempotent(true);
+        self.session().batch(&batch, values).await.map(drop)
     }
 
     /// A task writing one chunk of rows; its error names `operation`.
     fn chunk_task<'a, V: SerializeRow + Send + Sync + 'a>(
         &'a self,
-        statement: &'a PreparedStatement,
-        chunk: Vec<V>,
+        chunk: Vec<(&'a PreparedStatement, V)>,
         operation: String,
     ) -> Task<'a> {
-        async move {
-            self.write_rows(statement, chunk)
-                .await
-                .map_err(|e| fail(operation, e))
-        }
-        .boxed()
+        async move { self.write_rows(chunk).await.map_err(|e| fail(operation, e)) }.boxed()
     }
 
     /// Everything of [`TelemetryStore::write_batch`](crate::store::TelemetryStore::write_batch).
@@ -164,34 +158,36 @@ impl CassandraStore {
     /// Raw samples, one task per partition chunk.
     fn sample_tasks<'a>(&'a self, batch: &'a TelemetryBatch) -> Vec<Task<'a>> {
         let (site, seq) = (batch.site.as_str(), batch.seq);
+        let inserts = &self.statements().insert_sample;
         let rows = batch.samples.iter().map(|s| {
             let (device, attribute) = (s.device.as_str(), s.attribute.as_str());
             let day = day_of_ns(s.ts_unix_ns);
-            let (d, i, b, t) = value_binds(s);
+            let value = SampleValue::of(s);
             let row = (
                 site,
                 device,
                 attribute,
                 day,
                 s.ts_unix_ns,
-                d,
-                i,
-                b,
-                t,
+                value,
                 s.unit.as_str(),
                 s.quality,
             );
-            ((device, attribute, day), s.ts_unix_ns, row)
+            (
+                (device, attribute, day),
+                s.ts_unix_ns,
+                (inserts.of(&value), row),
+            )
         });
         partition_chunks(rows)
             .into_iter()
             .map(|chunk| {
-                let (device, attribute, day) = (chunk[0].1, chunk[0].2, chunk[0].3);
+                let (_, (_, device, attribute, day, ..)) = chunk[0];
                 let operation = format!(
                     "writing samples of {device} {attribute} day {day} \
                      (batch seq {seq} of site {site})"
                 );
-                self.chunk_task(&self.statements().insert_sample, chunk, operation)
+                self.chunk_task(chunk, operation)
             })
             .collect()
     }
@@ -221,13 +217,17 @@ impl CassandraStore {
                 s.quality,
                 write_time_us,
             );
-            ((), (device, attribute), row)
+            (
+                (),
+                (device, attribute),
+                (&self.statements().insert_latest, row),
+            )
         });
         partition_chunks(rows)
             .into_iter()
             .map(|chunk| {
                 let operation = format!("writing latest values (batch seq {seq} of site {site})");
-                self.chunk_task(&self.statements().insert_latest, chunk, operation)
+                self.chunk_task(chunk, operation)
             })
             .collect()
     }
@@ -272,12 +272,12 @@ impl CassandraStore {
                 .map(|((device, attribute), bucket, a)| {
                     let partition = partition_of(bucket);
                     let row = rollup_values(site, device, attribute, partition, bucket, a);
-                    (partition, (device, attribute, bucket), row)
+                    (partition, (device, attribute, bucket), (statement, row))
                 });
             for chunk in partition_chunks(rows) {
                 let operation =
                     format!("writing {resolution:?} rollups (batch seq {seq} of site {site})");
-                tasks.push(self.chunk_task(statement, chunk, operation));
+                tasks.push(self.chunk_task(chunk, operation));
             }
         }
         tasks
@@ -321,13 +321,14 @@ impl CassandraStore {
                 t.dew_risk_hours,
                 i64::from(t.days_with_data),
             );
-            rows.push((position, row.hour_start, values));
+            let statement = &self.statements().insert_exposure;
+            rows.push((position, row.hour_start, (statement, values)));
         }
         Ok(partition_chunks(rows)
             .into_iter()
             .map(|chunk| {
                 let operation = format!("writing exposure (batch seq {seq} of site {site})");
-                self.chunk_task(&self.statements().insert_exposure, chunk, operation)
+                self.chunk_task(chunk, operation)
             })
             .collect())
     }
